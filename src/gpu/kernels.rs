@@ -1,0 +1,152 @@
+//! WGSL kernels: the registry of shader files, their bind-group convention and compilation.
+//!
+//! Convention for every kernel: `@binding(0)` is a uniform of parameters, then `read_only`
+//! storage buffers, then `read_write` storage buffers, all in `@group(0)`.
+
+/// Every shader file of the project, by name. The naga test validates each of them.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("unary", include_str!("../../shaders/unary.wgsl")),
+    ("unary_grad", include_str!("../../shaders/unary_grad.wgsl")),
+    ("binary", include_str!("../../shaders/binary.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul_tiled",
+        include_str!("../../shaders/matmul_tiled.wgsl"),
+    ),
+    (
+        "strided_copy",
+        include_str!("../../shaders/strided_copy.wgsl"),
+    ),
+    ("fill", include_str!("../../shaders/fill.wgsl")),
+    ("random", include_str!("../../shaders/random.wgsl")),
+    ("peak", include_str!("../../shaders/peak.wgsl")),
+];
+
+pub fn source(name: &str) -> &'static str {
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .unwrap_or_else(|| panic!("no shader named {name}"))
+}
+
+/// What to compile: a shader's entry point, its binding counts and its override constants.
+#[derive(Debug, Clone)]
+pub struct KernelSpec {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub read_only: u32,
+    pub read_write: u32,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl KernelSpec {
+    pub fn new(shader: &'static str, entry: &'static str, read_only: u32, read_write: u32) -> Self {
+        KernelSpec {
+            shader,
+            entry,
+            read_only,
+            read_write,
+            constants: Vec::new(),
+        }
+    }
+    pub fn with(mut self, name: &'static str, value: f64) -> Self {
+        self.constants.push((name, value));
+        self
+    }
+    pub(crate) fn cache_key(&self) -> String {
+        let mut key = format!("{}:{}", self.shader, self.entry);
+        for (n, v) in &self.constants {
+            key.push_str(&format!(":{n}={v}"));
+        }
+        key
+    }
+}
+
+pub struct Kernel {
+    pub name: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: std::sync::Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pub read_only: u32,
+    pub read_write: u32,
+}
+
+pub(crate) fn layout(
+    device: &wgpu::Device,
+    ro: u32,
+    rw: u32,
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for i in 0..ro + rw {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: i < ro },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: None,
+        entries: &entries,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: None,
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    (bgl, pl)
+}
+
+pub(crate) fn compile(
+    device: &wgpu::Device,
+    spec: &KernelSpec,
+    layout: std::sync::Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+) -> Kernel {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(spec.shader),
+        source: wgpu::ShaderSource::Wgsl(source(spec.shader).into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(spec.entry),
+        layout: Some(&layout.1),
+        module: &module,
+        entry_point: Some(spec.entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &spec.constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    Kernel {
+        name: spec.cache_key(),
+        pipeline,
+        layout,
+        read_only: spec.read_only,
+        read_write: spec.read_write,
+    }
+}
+
+/// Workgroup grid for `groups` 1-D workgroups, folded into y when x would exceed the
+/// 65 535 per-dimension limit. Shaders recover the linear index from `num_workgroups`.
+pub fn grid_1d(groups: u32) -> [u32; 3] {
+    const MAX: u32 = 65_535;
+    if groups <= MAX {
+        [groups, 1, 1]
+    } else {
+        [MAX, groups.div_ceil(MAX), 1]
+    }
+}

@@ -1,0 +1,411 @@
+//! The GPU context: device, buffer pool, kernel cache and the pending command recorder.
+//!
+//! Ops never submit on their own: each dispatch is appended to one open compute pass of one
+//! pending command encoder, and only a readback or an explicit [`Gpu::sync`] submits. Per-dispatch
+//! parameters are packed into a uniform arena that is written with one `write_buffer` right before
+//! the submit that uses it, so `write_buffer`'s "runs before the next submit" rule cannot reorder
+//! them against the dispatches.
+
+mod device;
+pub mod kernels;
+mod pool;
+
+pub use device::GpuError;
+pub use kernels::{Kernel, KernelSpec};
+pub use pool::{bucket_size, BufferKind, PoolStats};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pool::Pool;
+
+/// Bytes of the uniform arena; at 256 B per dispatch this allows 16 384 dispatches per submit.
+const ARENA_BYTES: u64 = 4 << 20;
+
+/// A handle to the GPU; cheap to clone, shared by every tensor made on it.
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<GpuInner>,
+}
+
+pub(crate) struct GpuInner {
+    pub info: wgpu::AdapterInfo,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pool: Mutex<Pool>,
+    kernels: Mutex<HashMap<String, Arc<Kernel>>>,
+    layouts: Mutex<HashMap<(u32, u32), Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
+    rec: Mutex<Recorder>,
+}
+
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    params: Vec<u8>,
+    arena: wgpu::Buffer,
+    align: usize,
+    dispatches: u64,
+    submits: u64,
+}
+
+/// Counters of recorded work, for the batching tests and benches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordStats {
+    pub dispatches: u64,
+    pub submits: u64,
+}
+
+/// A pooled device buffer; returns to the pool when dropped.
+pub struct DeviceBuffer {
+    gpu: Gpu,
+    buffer: Option<wgpu::Buffer>,
+    bucket: u64,
+    kind: BufferKind,
+}
+
+impl DeviceBuffer {
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+    pub fn bucket_bytes(&self) -> u64 {
+        self.bucket
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.gpu
+                .inner
+                .pool
+                .lock()
+                .unwrap()
+                .release(self.kind, self.bucket, b);
+        }
+    }
+}
+
+/// One binding of a dispatch: a buffer and the byte length the kernel may touch.
+pub struct Binding<'a> {
+    pub buffer: &'a DeviceBuffer,
+    pub bytes: u64,
+}
+
+impl Gpu {
+    /// Opens the preferred adapter, or the one whose name contains `adapter` (else the
+    /// `RESFLOW_ADAPTER` environment variable).
+    pub fn new(adapter: Option<&str>) -> Result<Gpu, GpuError> {
+        let env = std::env::var("RESFLOW_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let name = adapter.map(str::to_string).or(env);
+        let opened = device::open(name.as_deref())?;
+        let arena = opened.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform arena"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let align = opened.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                info: opened.adapter_info,
+                device: opened.device,
+                queue: opened.queue,
+                limits: opened.limits,
+                features: opened.features,
+                pool: Mutex::new(Pool::default()),
+                kernels: Mutex::new(HashMap::new()),
+                layouts: Mutex::new(HashMap::new()),
+                rec: Mutex::new(Recorder {
+                    encoder: None,
+                    pass: None,
+                    params: Vec::new(),
+                    arena,
+                    align,
+                    dispatches: 0,
+                    submits: 0,
+                }),
+            }),
+        })
+    }
+
+    /// The process-wide default GPU (opened once; honours `RESFLOW_ADAPTER`).
+    pub fn shared() -> Result<Gpu, GpuError> {
+        static SHARED: std::sync::OnceLock<Result<Gpu, GpuError>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Gpu::new(None)).clone()
+    }
+
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    /// True on software adapters (lavapipe, WARP), where kernels without workgroup memory win.
+    pub fn is_cpu(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    pub fn alloc(&self, bytes: u64) -> DeviceBuffer {
+        self.alloc_kind(BufferKind::Storage, bytes)
+    }
+
+    fn alloc_kind(&self, kind: BufferKind, bytes: u64) -> DeviceBuffer {
+        let (buffer, bucket) =
+            self.inner
+                .pool
+                .lock()
+                .unwrap()
+                .acquire(&self.inner.device, kind, bytes);
+        DeviceBuffer {
+            gpu: self.clone(),
+            buffer: Some(buffer),
+            bucket,
+            kind,
+        }
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.lock().unwrap().stats()
+    }
+    pub fn reset_peak(&self) {
+        self.inner.pool.lock().unwrap().reset_peak()
+    }
+    pub fn trim_pool(&self) {
+        self.inner.pool.lock().unwrap().trim()
+    }
+    pub fn record_stats(&self) -> RecordStats {
+        let r = self.inner.rec.lock().unwrap();
+        RecordStats {
+            dispatches: r.dispatches,
+            submits: r.submits,
+        }
+    }
+
+    /// A buffer holding `data`. Pending work is submitted first: `write_buffer` executes before
+    /// the next submit's commands, so writing into a recycled buffer that queued dispatches
+    /// still read would otherwise corrupt them.
+    pub fn upload(&self, data: &[u8]) -> DeviceBuffer {
+        let buf = self.alloc(data.len() as u64);
+        if self.has_pending() {
+            self.flush();
+        }
+        let padded_len = data.len().div_ceil(4) * 4;
+        if padded_len == data.len() {
+            self.inner.queue.write_buffer(buf.raw(), 0, data);
+        } else {
+            let mut padded = data.to_vec();
+            padded.resize(padded_len, 0);
+            self.inner.queue.write_buffer(buf.raw(), 0, &padded);
+        }
+        buf
+    }
+
+    /// Copies `bytes` from `src` into a CPU vector (submits and waits).
+    pub fn read(&self, src: &DeviceBuffer, bytes: u64) -> Vec<u8> {
+        let len = bytes.div_ceil(4) * 4;
+        if len == 0 {
+            return Vec::new();
+        }
+        let staging = self.alloc_kind(BufferKind::Readback, len);
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, staging.raw(), 0, len));
+        self.sync();
+        let slice = staging.raw().slice(0..len);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait();
+        rx.recv()
+            .expect("map callback ran")
+            .expect("mapping a readback buffer failed (device lost?)");
+        let mut out = {
+            let view = slice.get_mapped_range().expect("mapped range");
+            view.to_vec()
+        };
+        staging.raw().unmap();
+        out.truncate(bytes as usize);
+        out
+    }
+
+    // ---------------------------------------------------------------- kernels
+
+    /// The compiled kernel for `spec`, compiled on first use and cached after.
+    pub fn kernel(&self, spec: &KernelSpec) -> Arc<Kernel> {
+        let key = spec.cache_key();
+        if let Some(k) = self.inner.kernels.lock().unwrap().get(&key) {
+            return k.clone();
+        }
+        let layout = self.layout(spec.read_only, spec.read_write);
+        let kernel = Arc::new(kernels::compile(&self.inner.device, spec, layout));
+        self.inner
+            .kernels
+            .lock()
+            .unwrap()
+            .insert(key, kernel.clone());
+        kernel
+    }
+
+    fn layout(&self, ro: u32, rw: u32) -> Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+        let mut layouts = self.inner.layouts.lock().unwrap();
+        layouts
+            .entry((ro, rw))
+            .or_insert_with(|| Arc::new(kernels::layout(&self.inner.device, ro, rw)))
+            .clone()
+    }
+
+    /// Records one dispatch of `kernel` with uniform `params` and storage `bindings`
+    /// (read-only ones first, then read-write, as the kernel's spec declares).
+    pub fn dispatch(
+        &self,
+        kernel: &Kernel,
+        params: &[u8],
+        bindings: &[Binding<'_>],
+        groups: [u32; 3],
+    ) {
+        assert_eq!(
+            bindings.len() as u32,
+            kernel.read_only + kernel.read_write,
+            "kernel {} takes {} buffers",
+            kernel.name,
+            kernel.read_only + kernel.read_write
+        );
+        if groups.contains(&0) {
+            return;
+        }
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        assert!(
+            groups.iter().all(|&g| g <= max),
+            "kernel {}: grid {groups:?} exceeds {max}",
+            kernel.name
+        );
+        let mut rec = self.inner.rec.lock().unwrap();
+        let slot = rec.params.len().div_ceil(rec.align) * rec.align;
+        if slot + params.len().max(16) > ARENA_BYTES as usize {
+            self.submit_locked(&mut rec);
+        }
+        let offset = rec.params.len().div_ceil(rec.align) * rec.align;
+        rec.params.resize(offset, 0);
+        rec.params.extend_from_slice(params);
+        // Uniform bindings are at least 16 bytes and a multiple of 16.
+        let size = params.len().max(16).div_ceil(16) * 16;
+        rec.params.resize(offset + size, 0);
+
+        let mut entries = Vec::with_capacity(bindings.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &rec.arena,
+                offset: offset as u64,
+                size: std::num::NonZeroU64::new(size as u64),
+            }),
+        });
+        for (i, b) in bindings.iter().enumerate() {
+            let bytes = (b.bytes.div_ceil(4) * 4).clamp(4, b.buffer.bucket_bytes());
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer.raw(),
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(bytes),
+                }),
+            });
+        }
+        let bind_group = self
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &kernel.layout.0,
+                entries: &entries,
+            });
+        let pass = self.open_pass(&mut rec);
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        rec.dispatches += 1;
+    }
+
+    fn open_pass<'r>(&self, rec: &'r mut Recorder) -> &'r mut wgpu::ComputePass<'static> {
+        if rec.pass.is_none() {
+            let device = &self.inner.device;
+            let enc = rec.encoder.get_or_insert_with(|| {
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
+            });
+            let pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            rec.pass = Some(pass);
+        }
+        rec.pass.as_mut().unwrap()
+    }
+
+    /// Runs `f` on the pending encoder outside any compute pass (buffer copies).
+    pub fn with_encoder(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut rec = self.inner.rec.lock().unwrap();
+        rec.pass = None; // ends the open pass
+        let device = &self.inner.device;
+        let enc = rec.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
+        });
+        f(enc);
+    }
+
+    /// Records a device-side copy of `bytes` from `src` to `dst` (multiples of 4).
+    pub fn copy(&self, src: &DeviceBuffer, dst: &DeviceBuffer, bytes: u64) {
+        let len = bytes.div_ceil(4) * 4;
+        if len > 0 {
+            self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, len));
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.inner.rec.lock().unwrap().encoder.is_some()
+    }
+
+    /// Submits everything recorded so far (does not wait).
+    pub fn flush(&self) {
+        let mut rec = self.inner.rec.lock().unwrap();
+        self.submit_locked(&mut rec);
+    }
+
+    fn submit_locked(&self, rec: &mut Recorder) {
+        rec.pass = None;
+        let Some(enc) = rec.encoder.take() else {
+            return;
+        };
+        if !rec.params.is_empty() {
+            self.inner.queue.write_buffer(&rec.arena, 0, &rec.params);
+            rec.params.clear();
+        }
+        self.inner.queue.submit(Some(enc.finish()));
+        rec.submits += 1;
+    }
+
+    /// Submits pending work and waits until the GPU has finished it.
+    pub fn sync(&self) {
+        self.flush();
+        self.wait();
+    }
+
+    fn wait(&self) {
+        self.inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .expect("GPU device poll failed (device lost?)");
+    }
+}

@@ -1,0 +1,21 @@
+//! resflow: Residual Flows on a from-scratch wgpu/WGSL tensor engine.
+//!
+//! Layers of the engine, bottom up:
+//! - [`gpu`]: device, pooled buffers, cached kernels, batched dispatch;
+//! - [`ops`]: the op set (shared by the GPU tensor and the f64 reference);
+//! - [`tensor`]: the GPU tensor and the kernels behind each op;
+//! - [`reference`]: the f64 CPU reference, the oracle for tests;
+//! - [`tape`]: the explicit reverse-mode tape and the VJP rules.
+
+pub mod bench;
+pub mod gpu;
+pub mod ops;
+pub mod reference;
+pub mod tape;
+pub mod tensor;
+
+pub use gpu::{Gpu, GpuError};
+pub use ops::{Binary, Dist, Reduce, TensorOps, Unary};
+pub use reference::CpuTensor;
+pub use tape::{Gradients, Tape, Var};
+pub use tensor::{MatmulKernel, Tensor};

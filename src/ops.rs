@@ -1,0 +1,339 @@
+//! The op set shared by the GPU tensor and the f64 CPU reference.
+//!
+//! Both implement [`TensorOps`]; the tape's VJP rules are written once against this trait, so
+//! the rules themselves are checked by finite differences on the f64 reference, and the GPU
+//! kernels are checked against the reference op by op.
+
+use std::fmt;
+
+/// Elementwise unary ops. `Affine(a, b)` is `a·x + b` (scalar add, scale, negation in one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unary {
+    Neg,
+    Exp,
+    Log,
+    Sigmoid,
+    Softplus,
+    Tanh,
+    Relu,
+    Square,
+    Sqrt,
+    Recip,
+    Affine(f32, f32),
+    Silu,
+    Abs,
+}
+
+impl Unary {
+    /// The op code the WGSL kernels switch on.
+    pub fn code(self) -> u32 {
+        match self {
+            Unary::Neg => 0,
+            Unary::Exp => 1,
+            Unary::Log => 2,
+            Unary::Sigmoid => 3,
+            Unary::Softplus => 4,
+            Unary::Tanh => 5,
+            Unary::Relu => 6,
+            Unary::Square => 7,
+            Unary::Sqrt => 8,
+            Unary::Recip => 9,
+            Unary::Affine(..) => 10,
+            Unary::Silu => 11,
+            Unary::Abs => 12,
+        }
+    }
+
+    pub fn eval(self, x: f64) -> f64 {
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        match self {
+            Unary::Neg => -x,
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Sigmoid => sigmoid(x),
+            Unary::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Unary::Tanh => x.tanh(),
+            Unary::Relu => x.max(0.0),
+            Unary::Square => x * x,
+            Unary::Sqrt => x.sqrt(),
+            Unary::Recip => 1.0 / x,
+            Unary::Affine(a, b) => a as f64 * x + b as f64,
+            Unary::Silu => x * sigmoid(x),
+            Unary::Abs => x.abs(),
+        }
+    }
+
+    /// f'(x), given x and y = f(x).
+    pub fn derivative(self, x: f64, y: f64) -> f64 {
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        match self {
+            Unary::Neg => -1.0,
+            Unary::Exp => y,
+            Unary::Log => 1.0 / x,
+            Unary::Sigmoid => y * (1.0 - y),
+            Unary::Softplus => sigmoid(x),
+            Unary::Tanh => 1.0 - y * y,
+            Unary::Relu => (x > 0.0) as u8 as f64,
+            Unary::Square => 2.0 * x,
+            Unary::Sqrt => 0.5 / y,
+            Unary::Recip => -y * y,
+            Unary::Affine(a, _) => a as f64,
+            Unary::Silu => {
+                let s = sigmoid(x);
+                s + x * s * (1.0 - s)
+            }
+            Unary::Abs => x.signum() * (x != 0.0) as u8 as f64,
+        }
+    }
+
+    pub fn params(self) -> (f32, f32) {
+        match self {
+            Unary::Affine(a, b) => (a, b),
+            _ => (0.0, 0.0),
+        }
+    }
+}
+
+/// Elementwise binary ops with broadcasting. `Ge` is the mask `a >= b` as 1.0 / 0.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Ge,
+}
+
+impl Binary {
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+            Binary::Div => a / b,
+            Binary::Max => a.max(b),
+            Binary::Min => a.min(b),
+            Binary::Ge => (a >= b) as u8 as f64,
+        }
+    }
+}
+
+/// Reductions along one axis (or all elements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    Sum,
+    Mean,
+    Max,
+    LogSumExp,
+}
+
+/// Distributions of the counter-based generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dist {
+    Uniform { lo: f32, hi: f32 },
+    Normal { mean: f32, std: f32 },
+    Rademacher,
+}
+
+/// A shape error: raised by every op on mismatched inputs, with the op and shapes named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeError(pub String);
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shape error: {}", self.0)
+    }
+}
+impl std::error::Error for ShapeError {}
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Row-major strides of a contiguous shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// The broadcast of two shapes (numpy rules), or an error naming both.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, ShapeError> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(ShapeError(format!("cannot broadcast {a:?} with {b:?}")));
+        };
+    }
+    Ok(out)
+}
+
+/// Strides to read a tensor of `shape` as if it had the (broadcast) shape `out`: 0 along axes
+/// where it is broadcast. Both are padded on the left to `out.len()`.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let pad = out.len() - shape.len();
+    let own = strides(shape);
+    (0..out.len())
+        .map(|i| {
+            if i < pad || shape[i - pad] == 1 {
+                0
+            } else {
+                own[i - pad]
+            }
+        })
+        .collect()
+}
+
+/// The shape after a matmul with optional transposes, and the batch count; `a` and `b` are
+/// 2-D or 3-D ([batch, rows, cols]); a 2-D operand is shared across the other's batch.
+pub fn matmul_shape(
+    a: &[usize],
+    b: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Result<(usize, usize, usize, usize), ShapeError> {
+    let err = || {
+        ShapeError(format!(
+            "matmul of {a:?}{} by {b:?}{}",
+            if ta { "ᵀ" } else { "" },
+            if tb { "ᵀ" } else { "" }
+        ))
+    };
+    if !(2..=3).contains(&a.len()) || !(2..=3).contains(&b.len()) {
+        return Err(err());
+    }
+    let (ra, ca) = (a[a.len() - 2], a[a.len() - 1]);
+    let (rb, cb) = (b[b.len() - 2], b[b.len() - 1]);
+    let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
+    let (k2, n) = if tb { (cb, rb) } else { (rb, cb) };
+    let ba = if a.len() == 3 { a[0] } else { 1 };
+    let bb = if b.len() == 3 { b[0] } else { 1 };
+    if k != k2 || (a.len() == 3 && b.len() == 3 && ba != bb) {
+        return Err(err());
+    }
+    Ok((ba.max(bb), m, k, n))
+}
+
+/// The op set. Shapes are checked by the implementations and reported as [`ShapeError`]
+/// panics only at the API edge (`try_*` variants return them); internal callers pass valid shapes.
+pub trait TensorOps: Clone + Sized + 'static {
+    fn shape(&self) -> &[usize];
+    fn numel(&self) -> usize {
+        numel(self.shape())
+    }
+    /// A new tensor on the same device filled with `value`.
+    fn full_like(&self, shape: &[usize], value: f32) -> Self;
+    fn zeros_like(&self, shape: &[usize]) -> Self {
+        self.full_like(shape, 0.0)
+    }
+    /// Counter-based random numbers on the same device: `(seed, stream)` names the numbers.
+    fn random_like(&self, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Self;
+    /// A tensor on the same device from host values.
+    fn from_host(&self, data: &[f32], shape: &[usize]) -> Self;
+    /// The values, widened to f64, on the host (a readback on the GPU).
+    fn to_host(&self) -> Vec<f64>;
+
+    fn unary(&self, op: Unary) -> Self;
+    /// gx = gy · f'(x) with y = f(x) saved from the forward.
+    fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self;
+    fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError>;
+    fn binary(&self, op: Binary, other: &Self) -> Self {
+        self.try_binary(op, other).unwrap_or_else(|e| panic!("{e}"))
+    }
+    /// Reduces `axis` (or every element, giving shape `[]`), keeping it as size 1 if `keepdim`.
+    fn reduce(&self, op: Reduce, axis: Option<usize>, keepdim: bool) -> Self;
+    fn try_matmul(&self, other: &Self, trans_a: bool, trans_b: bool) -> Result<Self, ShapeError>;
+    fn matmul(&self, other: &Self, trans_a: bool, trans_b: bool) -> Self {
+        self.try_matmul(other, trans_a, trans_b)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn try_reshape(&self, shape: &[usize]) -> Result<Self, ShapeError>;
+    fn reshape(&self, shape: &[usize]) -> Self {
+        self.try_reshape(shape).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn permute(&self, perm: &[usize]) -> Self;
+    /// Elements `start..start+len` along `axis`.
+    fn slice(&self, axis: usize, start: usize, len: usize) -> Self;
+    /// Zeros of `full` shape with `self` written at `start` along `axis` (the VJP of slice).
+    fn unslice(&self, full: &[usize], axis: usize, start: usize) -> Self;
+    fn concat(parts: &[&Self], axis: usize) -> Self;
+    /// Repeats along broadcast axes (size-1 or missing on the left) to reach `shape`.
+    fn broadcast_to(&self, shape: &[usize]) -> Self;
+
+    // Conveniences built from the ops above.
+    fn add(&self, o: &Self) -> Self {
+        self.binary(Binary::Add, o)
+    }
+    fn sub(&self, o: &Self) -> Self {
+        self.binary(Binary::Sub, o)
+    }
+    fn mul(&self, o: &Self) -> Self {
+        self.binary(Binary::Mul, o)
+    }
+    fn div(&self, o: &Self) -> Self {
+        self.binary(Binary::Div, o)
+    }
+    fn scale(&self, a: f32) -> Self {
+        self.unary(Unary::Affine(a, 0.0))
+    }
+    fn sum_all(&self) -> Self {
+        self.reduce(Reduce::Sum, None, false)
+    }
+    /// Sums broadcast axes away so the result has `shape` (the VJP of broadcasting).
+    fn sum_to_shape(&self, shape: &[usize]) -> Self {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        let pad = self.shape().len() - shape.len();
+        let mut t = self.clone();
+        for axis in 0..self.shape().len() {
+            let target = if axis < pad { 1 } else { shape[axis - pad] };
+            if t.shape()[axis] != target {
+                t = t.reduce(Reduce::Sum, Some(axis), true);
+            }
+        }
+        t.reshape(shape)
+    }
+}
+
+/// Checks that `shape` has at most 4 axes (what the strided kernels index) and pads it to 4.
+pub fn pad4(shape: &[usize], what: &str) -> [usize; 4] {
+    assert!(
+        shape.len() <= 4,
+        "{what}: at most 4 dimensions are supported, got {shape:?}"
+    );
+    let mut out = [1usize; 4];
+    out[4 - shape.len()..].copy_from_slice(shape);
+    out
+}
+
+/// The same for strides (padding with 0).
+pub fn pad4_strides(s: &[usize]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (i, v) in s.iter().enumerate() {
+        out[4 - s.len() + i] = *v as u32;
+    }
+    out
+}

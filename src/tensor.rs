@@ -1,0 +1,570 @@
+//! The GPU tensor: contiguous f32 in a pooled buffer, a shape, and the kernels behind each op.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::kernels::grid_1d;
+use crate::gpu::{Binding, DeviceBuffer, Gpu, KernelSpec};
+use crate::ops::{
+    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, Binary, Dist,
+    Reduce, ShapeError, TensorOps, Unary,
+};
+use crate::reference::{reduced_shape, split_axis};
+
+#[derive(Clone)]
+pub struct Tensor {
+    gpu: Gpu,
+    buf: Arc<DeviceBuffer>,
+    shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor{:?}", self.shape)
+    }
+}
+
+fn bytes_of(n: usize) -> u64 {
+    (n * 4) as u64
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ElemParams {
+    n: u32,
+    a: f32,
+    b: f32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct IndexedParams {
+    n: u32,
+    offset_a: u32,
+    offset_b: u32,
+    pad: u32,
+    shape: [u32; 4],
+    strides_a: [u32; 4],
+    strides_b: [u32; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ReduceParams {
+    outer: u32,
+    n: u32,
+    inner: u32,
+    seg_len: u32,
+    segs: u32,
+    scale: f32,
+    pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    pad0: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    pad1: u32,
+    batch_a: u32,
+    batch_b: u32,
+    batch_c: u32,
+    pad2: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RandomParams {
+    n: u32,
+    pad: u32,
+    seed: [u32; 2],
+    stream: [u32; 2],
+    lo: f32,
+    hi: f32,
+}
+
+/// The two matmul kernels: register-blocked (CPU adapters) and workgroup-tiled (real GPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKernel {
+    Register,
+    Tiled,
+}
+
+impl MatmulKernel {
+    /// The adapter's default; `RESFLOW_MATMUL=register|tiled` overrides it.
+    pub fn default_for(gpu: &Gpu) -> MatmulKernel {
+        match std::env::var("RESFLOW_MATMUL").as_deref() {
+            Ok("tiled") => MatmulKernel::Tiled,
+            Ok("register") => MatmulKernel::Register,
+            _ if gpu.is_cpu() => MatmulKernel::Register,
+            _ => MatmulKernel::Tiled,
+        }
+    }
+    fn shader(self) -> &'static str {
+        match self {
+            MatmulKernel::Register => "matmul",
+            MatmulKernel::Tiled => "matmul_tiled",
+        }
+    }
+}
+
+impl Tensor {
+    /// Uploads `data` with `shape`.
+    pub fn from_slice(gpu: &Gpu, data: &[f32], shape: &[usize]) -> Result<Tensor, ShapeError> {
+        if data.len() != numel(shape) {
+            return Err(ShapeError(format!(
+                "{} values do not fill shape {shape:?}",
+                data.len()
+            )));
+        }
+        let buf = gpu.upload(bytemuck::cast_slice(data));
+        Ok(Tensor {
+            gpu: gpu.clone(),
+            buf: Arc::new(buf),
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// An uninitialised tensor (pooled memory; every kernel writing into it covers all of it).
+    pub fn empty(gpu: &Gpu, shape: &[usize]) -> Tensor {
+        let buf = gpu.alloc(bytes_of(numel(shape)).max(4));
+        Tensor {
+            gpu: gpu.clone(),
+            buf: Arc::new(buf),
+            shape: shape.to_vec(),
+        }
+    }
+
+    pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Tensor {
+        let out = Tensor::empty(gpu, shape);
+        let n = out.numel() as u32;
+        let k = gpu.kernel(&KernelSpec::new("fill", "main", 0, 1));
+        let params = ElemParams {
+            n,
+            a: value,
+            b: 0.0,
+            pad: 0,
+        };
+        gpu.dispatch(
+            &k,
+            bytemuck::bytes_of(&params),
+            &[out.binding()],
+            grid_1d(n.div_ceil(256)),
+        );
+        out
+    }
+
+    pub fn random(gpu: &Gpu, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Tensor {
+        let out = Tensor::empty(gpu, shape);
+        let n = out.numel() as u32;
+        let (mode, lo, hi) = match dist {
+            Dist::Uniform { lo, hi } => (0, lo, hi),
+            Dist::Normal { mean, std } => (1, mean, std),
+            Dist::Rademacher => (2, 0.0, 0.0),
+        };
+        let k = gpu.kernel(&KernelSpec::new("random", "main", 0, 1).with("MODE", mode as f64));
+        let params = RandomParams {
+            n,
+            pad: 0,
+            seed: [seed as u32, (seed >> 32) as u32],
+            stream: [stream as u32, (stream >> 32) as u32],
+            lo,
+            hi,
+        };
+        gpu.dispatch(
+            &k,
+            bytemuck::bytes_of(&params),
+            &[out.binding()],
+            grid_1d(n.div_ceil(4).div_ceil(256)),
+        );
+        out
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The f32 values (submits pending work and waits).
+    pub fn to_vec(&self) -> Vec<f32> {
+        let bytes = self.gpu.read(&self.buf, bytes_of(self.numel()));
+        bytemuck::cast_slice(&bytes).to_vec()
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> f32 {
+        assert_eq!(
+            self.numel(),
+            1,
+            "item() of a tensor of shape {:?}",
+            self.shape
+        );
+        self.to_vec()[0]
+    }
+
+    pub fn buffer(&self) -> &DeviceBuffer {
+        &self.buf
+    }
+
+    pub fn binding(&self) -> Binding<'_> {
+        Binding {
+            buffer: &self.buf,
+            bytes: bytes_of(self.numel()),
+        }
+    }
+
+    /// Matmul with an explicit kernel choice (tests and benches compare both).
+    pub fn matmul_using(
+        &self,
+        other: &Tensor,
+        ta: bool,
+        tb: bool,
+        kernel: MatmulKernel,
+    ) -> Result<Tensor, ShapeError> {
+        let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
+        let batched = self.shape.len() == 3 || other.shape.len() == 3;
+        let out = Tensor::empty(
+            &self.gpu,
+            &if batched {
+                vec![batch, m, n]
+            } else {
+                vec![m, n]
+            },
+        );
+        let params = MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            pad0: 0,
+            lda: if ta { m } else { k } as u32,
+            ldb: if tb { k } else { n } as u32,
+            ldc: n as u32,
+            pad1: 0,
+            batch_a: if self.shape.len() == 3 { m * k } else { 0 } as u32,
+            batch_b: if other.shape.len() == 3 { k * n } else { 0 } as u32,
+            batch_c: (m * n) as u32,
+            pad2: 0,
+        };
+        let spec = KernelSpec::new(kernel.shader(), "main", 2, 1)
+            .with("TRANS_A", ta as u8 as f64)
+            .with("TRANS_B", tb as u8 as f64);
+        let kern = self.gpu.kernel(&spec);
+        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
+        self.gpu.dispatch(
+            &kern,
+            bytemuck::bytes_of(&params),
+            &[self.binding(), other.binding(), out.binding()],
+            groups,
+        );
+        Ok(out)
+    }
+
+    /// A deep copy into a fresh buffer.
+    pub fn copy(&self) -> Tensor {
+        let out = Tensor::empty(&self.gpu, &self.shape);
+        self.gpu.copy(&self.buf, &out.buf, bytes_of(self.numel()));
+        out
+    }
+
+    fn elementwise(
+        &self,
+        shader: &'static str,
+        op: u32,
+        params: ElemParams,
+        inputs: &[&Tensor],
+    ) -> Tensor {
+        let out = Tensor::empty(&self.gpu, &self.shape);
+        let k = self
+            .gpu
+            .kernel(&KernelSpec::new(shader, "main", inputs.len() as u32, 1).with("OP", op as f64));
+        let mut bindings: Vec<Binding<'_>> = inputs.iter().map(|t| t.binding()).collect();
+        bindings.push(out.binding());
+        self.gpu.dispatch(
+            &k,
+            bytemuck::bytes_of(&params),
+            &bindings,
+            grid_1d(params.n.div_ceil(256)),
+        );
+        out
+    }
+
+    /// One strided copy (see `shaders/strided_copy.wgsl`) of a 4-D box from `self` into `dst`.
+    fn strided_copy_into(
+        &self,
+        dst: &Tensor,
+        box_shape: [usize; 4],
+        src: (usize, [u32; 4]),
+        dst_at: (usize, [u32; 4]),
+    ) {
+        let n = box_shape.iter().product::<usize>() as u32;
+        let params = IndexedParams {
+            n,
+            offset_a: src.0 as u32,
+            offset_b: dst_at.0 as u32,
+            pad: 0,
+            shape: box_shape.map(|v| v as u32),
+            strides_a: src.1,
+            strides_b: dst_at.1,
+        };
+        let k = self
+            .gpu
+            .kernel(&KernelSpec::new("strided_copy", "main", 1, 1));
+        self.gpu.dispatch(
+            &k,
+            bytemuck::bytes_of(&params),
+            &[self.binding(), dst.binding()],
+            grid_1d(n.div_ceil(256)),
+        );
+    }
+
+    fn reduce_axis(&self, op: Reduce, outer: usize, n: usize, inner: usize) -> Tensor {
+        let outputs = outer * inner;
+        let (code, scale) = match op {
+            Reduce::Sum => (0, 1.0),
+            Reduce::Mean => (0, 1.0 / n as f32),
+            Reduce::Max => (1, 1.0),
+            Reduce::LogSumExp => (2, 1.0),
+        };
+        // Few outputs over a long axis: split the axis into segments reduced by whole
+        // workgroups, then reduce the partial results (all three ops compose exactly).
+        let segs = if outputs >= 2048 || n <= 256 {
+            1
+        } else {
+            n.div_ceil(2048).min(64usize.div_ceil(outputs)).max(1)
+        };
+        let seg_len = n.div_ceil(segs);
+        let per_group = outputs < 2048 && n > 256;
+        let out = Tensor::empty(&self.gpu, &[outer * segs * inner]);
+        let first_scale = if segs > 1 { 1.0 } else { scale };
+        let params = ReduceParams {
+            outer: outer as u32,
+            n: n as u32,
+            inner: inner as u32,
+            seg_len: seg_len as u32,
+            segs: segs as u32,
+            scale: first_scale,
+            pad: [0; 2],
+        };
+        let entry = if per_group { "per_group" } else { "per_thread" };
+        let k = self
+            .gpu
+            .kernel(&KernelSpec::new("reduce", entry, 1, 1).with("OP", code as f64));
+        let total = (outer * segs * inner) as u32;
+        let groups = if per_group {
+            grid_1d(total)
+        } else {
+            grid_1d(total.div_ceil(256))
+        };
+        self.gpu.dispatch(
+            &k,
+            bytemuck::bytes_of(&params),
+            &[self.binding(), out.binding()],
+            groups,
+        );
+        if segs == 1 {
+            return out;
+        }
+        let second = match op {
+            Reduce::Mean => Reduce::Sum,
+            other => other,
+        };
+        let merged = out.reduce_axis(second, outer, segs, inner);
+        if op == Reduce::Mean {
+            merged.scale(scale)
+        } else {
+            merged
+        }
+    }
+}
+
+impl TensorOps for Tensor {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn full_like(&self, shape: &[usize], value: f32) -> Self {
+        Tensor::full(&self.gpu, shape, value)
+    }
+    fn random_like(&self, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Self {
+        Tensor::random(&self.gpu, shape, dist, seed, stream)
+    }
+    fn from_host(&self, data: &[f32], shape: &[usize]) -> Self {
+        Tensor::from_slice(&self.gpu, data, shape).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn to_host(&self) -> Vec<f64> {
+        self.to_vec().into_iter().map(f64::from).collect()
+    }
+
+    fn unary(&self, op: Unary) -> Self {
+        let (a, b) = op.params();
+        self.elementwise(
+            "unary",
+            op.code(),
+            ElemParams {
+                n: self.numel() as u32,
+                a,
+                b,
+                pad: 0,
+            },
+            &[self],
+        )
+    }
+    fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
+        let (a, b) = op.params();
+        x.elementwise(
+            "unary_grad",
+            op.code(),
+            ElemParams {
+                n: x.numel() as u32,
+                a,
+                b,
+                pad: 0,
+            },
+            &[x, y, gy],
+        )
+    }
+    fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError> {
+        let shape = broadcast_shape(&self.shape, &other.shape)?;
+        let out = Tensor::empty(&self.gpu, &shape);
+        let same = self.shape == other.shape;
+        let params = IndexedParams {
+            n: numel(&shape) as u32,
+            offset_a: 0,
+            offset_b: 0,
+            pad: 0,
+            shape: pad4(&shape, "binary op").map(|v| v as u32),
+            strides_a: pad4_strides(&broadcast_strides(&self.shape, &shape)),
+            strides_b: pad4_strides(&broadcast_strides(&other.shape, &shape)),
+        };
+        let spec = KernelSpec::new("binary", "main", 2, 1)
+            .with("OP", op.code() as f64)
+            .with("BROADCAST", if same { 0.0 } else { 1.0 });
+        let k = self.gpu.kernel(&spec);
+        self.gpu.dispatch(
+            &k,
+            bytemuck::bytes_of(&params),
+            &[self.binding(), other.binding(), out.binding()],
+            grid_1d(params.n.div_ceil(256)),
+        );
+        Ok(out)
+    }
+    fn reduce(&self, op: Reduce, axis: Option<usize>, keepdim: bool) -> Self {
+        match axis {
+            None => {
+                let r = self.reduce_axis(op, 1, self.numel(), 1);
+                let shape = if keepdim {
+                    vec![1; self.shape.len()]
+                } else {
+                    vec![]
+                };
+                r.reshape(&shape)
+            }
+            Some(axis) => {
+                let (outer, n, inner) = split_axis(&self.shape, axis);
+                self.reduce_axis(op, outer, n, inner)
+                    .reshape(&reduced_shape(&self.shape, axis, keepdim))
+            }
+        }
+    }
+    fn try_matmul(&self, other: &Self, ta: bool, tb: bool) -> Result<Self, ShapeError> {
+        self.matmul_using(other, ta, tb, MatmulKernel::default_for(&self.gpu))
+    }
+    fn try_reshape(&self, shape: &[usize]) -> Result<Self, ShapeError> {
+        if numel(shape) != self.numel() {
+            return Err(ShapeError(format!(
+                "cannot reshape {:?} to {shape:?}",
+                self.shape
+            )));
+        }
+        Ok(Tensor {
+            gpu: self.gpu.clone(),
+            buf: self.buf.clone(),
+            shape: shape.to_vec(),
+        })
+    }
+    fn permute(&self, perm: &[usize]) -> Self {
+        assert_eq!(
+            perm.len(),
+            self.shape.len(),
+            "permute {perm:?} of shape {:?}",
+            self.shape
+        );
+        let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
+        let src = strides(&self.shape);
+        let src_strides: Vec<usize> = perm.iter().map(|&p| src[p]).collect();
+        let out = Tensor::empty(&self.gpu, &out_shape);
+        let box_shape = pad4(&out_shape, "permute");
+        self.strided_copy_into(
+            &out,
+            box_shape,
+            (0, pad4_strides(&src_strides)),
+            (0, pad4_strides(&strides(&out_shape))),
+        );
+        out
+    }
+    fn slice(&self, axis: usize, start: usize, len: usize) -> Self {
+        let (outer, n, inner) = split_axis(&self.shape, axis);
+        assert!(
+            start + len <= n,
+            "slice {start}..{} out of range for axis {axis} of {:?}",
+            start + len,
+            self.shape
+        );
+        let mut shape = self.shape.clone();
+        shape[axis] = len;
+        let out = Tensor::empty(&self.gpu, &shape);
+        self.strided_copy_into(
+            &out,
+            [1, outer, len, inner],
+            (start * inner, [0, (n * inner) as u32, inner as u32, 1]),
+            (0, [0, (len * inner) as u32, inner as u32, 1]),
+        );
+        out
+    }
+    fn unslice(&self, full: &[usize], axis: usize, start: usize) -> Self {
+        let (outer, n, inner) = split_axis(full, axis);
+        let len = self.shape[axis];
+        let out = Tensor::full(&self.gpu, full, 0.0);
+        self.strided_copy_into(
+            &out,
+            [1, outer, len, inner],
+            (0, [0, (len * inner) as u32, inner as u32, 1]),
+            (start * inner, [0, (n * inner) as u32, inner as u32, 1]),
+        );
+        out
+    }
+    fn concat(parts: &[&Self], axis: usize) -> Self {
+        let mut shape = parts[0].shape.clone();
+        shape[axis] = parts.iter().map(|p| p.shape[axis]).sum();
+        let (outer, n, inner) = split_axis(&shape, axis);
+        let out = Tensor::empty(&parts[0].gpu, &shape);
+        let mut start = 0;
+        for p in parts {
+            let len = p.shape[axis];
+            p.strided_copy_into(
+                &out,
+                [1, outer, len, inner],
+                (0, [0, (len * inner) as u32, inner as u32, 1]),
+                (start * inner, [0, (n * inner) as u32, inner as u32, 1]),
+            );
+            start += len;
+        }
+        out
+    }
+    fn broadcast_to(&self, shape: &[usize]) -> Self {
+        broadcast_shape(&self.shape, shape).expect("broadcast_to");
+        let out = Tensor::empty(&self.gpu, shape);
+        self.strided_copy_into(
+            &out,
+            pad4(shape, "broadcast_to"),
+            (0, pad4_strides(&broadcast_strides(&self.shape, shape))),
+            (0, pad4_strides(&strides(shape))),
+        );
+        out
+    }
+}

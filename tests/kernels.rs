@@ -1,0 +1,263 @@
+//! Every GPU op against the f64 reference on random inputs, including sizes that are not
+//! multiples of the tile sizes and sizes that need more than 65 535 workgroups.
+
+mod common;
+
+use common::{assert_tensor_close, gpu, pair, values};
+use resflow::{Binary, CpuTensor, Dist, MatmulKernel, Reduce, Tensor, TensorOps, Unary};
+
+const UNARY: [Unary; 13] = [
+    Unary::Neg,
+    Unary::Exp,
+    Unary::Log,
+    Unary::Sigmoid,
+    Unary::Softplus,
+    Unary::Tanh,
+    Unary::Relu,
+    Unary::Square,
+    Unary::Sqrt,
+    Unary::Recip,
+    Unary::Affine(-1.5, 0.25),
+    Unary::Silu,
+    Unary::Abs,
+];
+
+fn positive_only(op: Unary) -> bool {
+    matches!(op, Unary::Log | Unary::Sqrt | Unary::Recip)
+}
+
+#[test]
+fn unary_ops_match_reference() {
+    for op in UNARY {
+        let (lo, hi) = if positive_only(op) {
+            (0.05, 4.0)
+        } else {
+            (-30.0, 30.0)
+        };
+        let data = values(1031, lo, hi, 1);
+        let (g, c) = pair(&data, &[1031]);
+        assert_tensor_close(&format!("{op:?}"), &g.unary(op), &c.unary(op), 2e-6, 1e-6);
+    }
+}
+
+#[test]
+fn unary_grads_match_reference() {
+    for op in UNARY {
+        let (lo, hi) = if positive_only(op) {
+            (0.05, 4.0)
+        } else {
+            (-8.0, 8.0)
+        };
+        let (gx, cx) = pair(&values(517, lo, hi, 2), &[517]);
+        let (gg, cg) = pair(&values(517, -1.0, 1.0, 3), &[517]);
+        let (gy, cy) = (gx.unary(op), cx.unary(op));
+        let got = Tensor::unary_grad(op, &gx, &gy, &gg);
+        let want = CpuTensor::unary_grad(op, &cx, &cy, &cg);
+        assert_tensor_close(&format!("{op:?}'"), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn binary_ops_broadcast_like_reference() {
+    let cases: [(&[usize], &[usize]); 5] = [
+        (&[7, 33], &[7, 33]),
+        (&[2, 3, 5], &[3, 1]),
+        (&[4, 1], &[1, 5]),
+        (&[2, 3, 4, 5], &[5]),
+        (&[], &[3, 2]),
+    ];
+    for op in [
+        Binary::Add,
+        Binary::Sub,
+        Binary::Mul,
+        Binary::Div,
+        Binary::Max,
+        Binary::Min,
+        Binary::Ge,
+    ] {
+        for (i, (sa, sb)) in cases.iter().enumerate() {
+            let na: usize = sa.iter().product();
+            let nb: usize = sb.iter().product();
+            let (ga, ca) = pair(&values(na, 0.5, 3.0, 10 + i as u64), sa);
+            let (gb, cb) = pair(&values(nb, 0.5, 3.0, 20 + i as u64), sb);
+            assert_tensor_close(
+                &format!("{op:?} {sa:?} {sb:?}"),
+                &ga.binary(op, &gb),
+                &ca.binary(op, &cb),
+                1e-6,
+                1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn mismatched_shapes_are_errors_not_garbage() {
+    let (a, _) = pair(&values(6, 0.0, 1.0, 1), &[2, 3]);
+    let (b, _) = pair(&values(8, 0.0, 1.0, 1), &[2, 4]);
+    let err = a.try_binary(Binary::Add, &b).unwrap_err();
+    assert!(
+        err.to_string().contains("[2, 3]") && err.to_string().contains("[2, 4]"),
+        "{err}"
+    );
+    assert!(a.try_matmul(&b, false, false).is_err());
+    assert!(a.try_reshape(&[7]).is_err());
+    assert!(Tensor::from_slice(&gpu(), &[1.0, 2.0], &[3]).is_err());
+}
+
+#[test]
+fn reductions_match_reference() {
+    // Shapes exercise the one-thread-per-output path, the workgroup path and the two-pass split.
+    let cases: [(&[usize], Option<usize>); 7] = [
+        (&[300, 7, 11], Some(1)),
+        (&[3, 5000], Some(1)),
+        (&[5000, 3], Some(0)),
+        (&[70_001], None),
+        (&[17, 19], Some(0)),
+        (&[17, 19], None),
+        (&[4, 3, 2], Some(2)),
+    ];
+    for op in [Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::LogSumExp] {
+        for (i, (shape, axis)) in cases.iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let (g, c) = pair(&values(n, -3.0, 3.0, 30 + i as u64), shape);
+            for keepdim in [false, true] {
+                let what = format!("{op:?} {shape:?} axis {axis:?} keepdim {keepdim}");
+                // Sums of many terms in f32 carry ~√n·ε relative error.
+                assert_tensor_close(
+                    &what,
+                    &g.reduce(op, *axis, keepdim),
+                    &c.reduce(op, *axis, keepdim),
+                    1e-4,
+                    1e-3,
+                );
+            }
+        }
+    }
+    // Log-sum-exp stays finite far outside exp's range.
+    let (g, c) = pair(&values(999, 200.0, 300.0, 5), &[999]);
+    assert_tensor_close(
+        "lse large",
+        &g.reduce(Reduce::LogSumExp, None, false),
+        &c.reduce(Reduce::LogSumExp, None, false),
+        1e-6,
+        1e-4,
+    );
+}
+
+#[test]
+fn matmul_both_kernels_match_reference() {
+    let shapes = [
+        (1, 1, 1),
+        (7, 13, 5),
+        (64, 64, 64),
+        (65, 129, 67),
+        (130, 31, 257),
+        (3, 200, 2),
+    ];
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sa = if ta { [k, m] } else { [m, k] };
+                let sb = if tb { [n, k] } else { [k, n] };
+                let (ga, ca) = pair(&values(m * k, -1.0, 1.0, 40 + i as u64), &sa);
+                let (gb, cb) = pair(&values(k * n, -1.0, 1.0, 50 + i as u64), &sb);
+                let got = ga.matmul_using(&gb, ta, tb, kernel).unwrap();
+                let what = format!("{kernel:?} {m}x{k}x{n} ta={ta} tb={tb}");
+                assert_tensor_close(&what, &got, &ca.matmul(&cb, ta, tb), 1e-4, 1e-4);
+            }
+        }
+        // Batched, and a 2-D right operand shared across the batch.
+        let (ga, ca) = pair(&values(3 * 9 * 70, -1.0, 1.0, 60), &[3, 9, 70]);
+        let (gb, cb) = pair(&values(3 * 70 * 11, -1.0, 1.0, 61), &[3, 70, 11]);
+        let (gw, cw) = pair(&values(70 * 11, -1.0, 1.0, 62), &[70, 11]);
+        assert_tensor_close(
+            "batched",
+            &ga.matmul_using(&gb, false, false, kernel).unwrap(),
+            &ca.matmul(&cb, false, false),
+            1e-4,
+            1e-4,
+        );
+        assert_tensor_close(
+            "shared rhs",
+            &ga.matmul_using(&gw, false, false, kernel).unwrap(),
+            &ca.matmul(&cw, false, false),
+            1e-4,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn layout_ops_match_reference() {
+    let (g, c) = pair(&values(2 * 3 * 4 * 5, -1.0, 1.0, 70), &[2, 3, 4, 5]);
+    for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [0, 2, 3, 1], [1, 0, 3, 2]] {
+        assert_tensor_close(
+            &format!("permute {perm:?}"),
+            &g.permute(&perm),
+            &c.permute(&perm),
+            0.0,
+            0.0,
+        );
+    }
+    let (g2, c2) = pair(&values(7 * 9, -1.0, 1.0, 71), &[7, 9]);
+    assert_tensor_close(
+        "transpose",
+        &g2.permute(&[1, 0]),
+        &c2.permute(&[1, 0]),
+        0.0,
+        0.0,
+    );
+    for (axis, start, len) in [(0, 1, 1), (1, 0, 2), (2, 1, 3), (3, 4, 1)] {
+        let (gs, cs) = (g.slice(axis, start, len), c.slice(axis, start, len));
+        assert_tensor_close(&format!("slice {axis}"), &gs, &cs, 0.0, 0.0);
+        let full = [2, 3, 4, 5];
+        assert_tensor_close(
+            &format!("unslice {axis}"),
+            &gs.unslice(&full, axis, start),
+            &cs.unslice(&full, axis, start),
+            0.0,
+            0.0,
+        );
+    }
+    let (h, d) = pair(&values(2 * 2 * 4 * 5, -1.0, 1.0, 72), &[2, 2, 4, 5]);
+    assert_tensor_close(
+        "concat",
+        &Tensor::concat(&[&g, &h], 1),
+        &CpuTensor::concat(&[&c, &d], 1),
+        0.0,
+        0.0,
+    );
+    let (b, bc) = pair(&values(3, -1.0, 1.0, 73), &[3, 1]);
+    assert_tensor_close(
+        "broadcast_to",
+        &b.broadcast_to(&[2, 3, 4]),
+        &bc.broadcast_to(&[2, 3, 4]),
+        0.0,
+        0.0,
+    );
+    let r = g.reshape(&[6, 20]);
+    assert_eq!(r.shape(), &[6, 20]);
+    assert_eq!(r.to_vec(), g.to_vec());
+}
+
+#[test]
+fn elementwise_beyond_65535_workgroups() {
+    // 65 536 · 256 + 3 elements need a folded 2-D grid.
+    let n = 65_536 * 256 + 3;
+    let gpu = gpu();
+    let x = Tensor::random(&gpu, &[n], Dist::Uniform { lo: -1.0, hi: 1.0 }, 7, 0);
+    let y = x.unary(Unary::Affine(2.0, 1.0));
+    let (xs, ys) = (x.to_vec(), y.to_vec());
+    for i in [0, 1, n / 2, n - 2, n - 1] {
+        assert_eq!(ys[i], 2.0 * xs[i] + 1.0, "element {i}");
+    }
+    let bad = ys
+        .iter()
+        .zip(&xs)
+        .filter(|(y, x)| **y != 2.0 * **x + 1.0)
+        .count();
+    assert_eq!(bad, 0);
+    let filled = Tensor::full(&gpu, &[n], 3.5).to_vec();
+    assert!(filled.iter().all(|&v| v == 3.5));
+}
