@@ -29,10 +29,12 @@ fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
+override WG: u32 = 256u;
+
 // Reads and writes n vec4s: 32 bytes of traffic per element.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if i < p.n {
         dst[i] = src[i];
     }

@@ -1,46 +1,47 @@
-// VJP of the unary ops: gx = gy * f'(x), using the saved input x and output y.
+// VJP of the unary ops: gx = gy * f'(x), using the saved input x and output y; four elements
+// per invocation as in unary.wgsl.
 
 struct Params { n: u32, a: f32, b: f32, pad: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> y: array<f32>;
-@group(0) @binding(3) var<storage, read> gy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> gx: array<vec4<f32>>;
 
 override OP: u32 = 0u;
 
-fn sigmoid(v: f32) -> f32 {
+fn sigmoid(v: vec4<f32>) -> vec4<f32> {
     let e = exp(-abs(v));
-    return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4<f32>(0.0));
 }
 
-fn derivative(v: f32, out: f32) -> f32 {
+fn derivative(v: vec4<f32>, out: vec4<f32>) -> vec4<f32> {
     switch OP {
-        case 0u: { return -1.0; }
+        case 0u: { return vec4<f32>(-1.0); }
         case 1u: { return out; }
-        case 2u: { return 1.0 / v; }
-        case 3u: { return out * (1.0 - out); }
+        case 2u: { return vec4<f32>(1.0) / v; }
+        case 3u: { return out * (vec4<f32>(1.0) - out); }
         case 4u: { return sigmoid(v); }
-        case 5u: { return 1.0 - out * out; }
-        case 6u: { return select(0.0, 1.0, v > 0.0); }
+        case 5u: { return vec4<f32>(1.0) - out * out; }
+        case 6u: { return select(vec4<f32>(0.0), vec4<f32>(1.0), v > vec4<f32>(0.0)); }
         case 7u: { return 2.0 * v; }
-        case 8u: { return 0.5 / out; }
+        case 8u: { return vec4<f32>(0.5) / out; }
         case 9u: { return -out * out; }
-        case 10u: { return p.a; }
+        case 10u: { return vec4<f32>(p.a); }
         case 11u: {
             let s = sigmoid(v);
-            return s + v * s * (1.0 - s);
+            return s + v * s * (vec4<f32>(1.0) - s);
         }
         case 12u: { return sign(v); }
-        default: { return 1.0; }
+        default: { return vec4<f32>(1.0); }
     }
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if i < p.n {
+    if i * 4u < p.n {
         gx[i] = gy[i] * derivative(x[i], y[i]);
     }
 }

@@ -1,1 +1,286 @@
-pub fn placeholder() {}
+//! `resflow bench`: kernel throughput against the device's own measured peak.
+//!
+//! Each row is the median of several timed repetitions after a warm-up. A repetition is timed
+//! with GPU timestamps where the adapter has them (`RESFLOW_WALLCLOCK=1` forces wall-clock),
+//! otherwise by the wall-clock around a sync; the `timer` key says which.
+
+use std::time::Instant;
+
+use crate::gpu::kernels::grid_1d;
+use crate::gpu::{Gpu, GpuTimer, KernelSpec};
+use crate::ops::{Dist, TensorOps, Unary};
+use crate::tensor::Tensor;
+
+/// One measured kernel.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub kernel: String,
+    pub shape: String,
+    pub ms: f64,
+    /// Work per run: flops for arithmetic kernels, bytes moved for memory-bound ones.
+    pub work: Work,
+    pub pct_peak: Option<f64>,
+    pub timer: &'static str,
+    pub extra: Vec<(&'static str, f64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Work {
+    Flops(f64),
+    Bytes(f64),
+    None,
+}
+
+impl Row {
+    pub fn rate(&self) -> Option<f64> {
+        match self.work {
+            Work::Flops(f) => Some(f / (self.ms * 1e6)),
+            Work::Bytes(b) => Some(b / (self.ms * 1e6)),
+            Work::None => None,
+        }
+    }
+
+    pub fn json(&self) -> String {
+        let mut s = format!(
+            "{{\"kernel\":\"{}\",\"shape\":\"{}\",\"ms\":{:.4},\"timer\":\"{}\"",
+            self.kernel, self.shape, self.ms, self.timer
+        );
+        match (self.work, self.rate()) {
+            (Work::Flops(_), Some(r)) => s.push_str(&format!(",\"gflops\":{r:.3}")),
+            (Work::Bytes(_), Some(r)) => s.push_str(&format!(",\"gbps\":{r:.3}")),
+            _ => {}
+        }
+        if let Some(p) = self.pct_peak {
+            s.push_str(&format!(",\"pct_peak\":{p:.1}"));
+        }
+        for (k, v) in &self.extra {
+            s.push_str(&format!(",\"{k}\":{v:.3}"));
+        }
+        s.push('}');
+        s
+    }
+
+    pub fn text(&self) -> String {
+        let rate = match (self.work, self.rate()) {
+            (Work::Flops(_), Some(r)) => format!("{r:9.2} GFLOP/s"),
+            (Work::Bytes(_), Some(r)) => format!("{r:9.2} GB/s   "),
+            _ => " ".repeat(17),
+        };
+        let pct = self.pct_peak.map(|p| format!("{p:5.1} % of peak")).unwrap_or_default();
+        let extra: Vec<String> = self.extra.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        format!("{:<20} {:<26} {:>10.3} ms {rate} {pct} {}", self.kernel, self.shape, self.ms, extra.join(" "))
+    }
+}
+
+/// Times `run` (which records work) `reps` times after `warmup` runs; returns the median ms.
+pub fn time_median(gpu: &Gpu, warmup: usize, reps: usize, mut run: impl FnMut()) -> (f64, &'static str) {
+    let timer = GpuTimer::new(gpu);
+    for _ in 0..warmup {
+        run();
+    }
+    gpu.sync();
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        match &timer {
+            Some(t) => {
+                t.start();
+                run();
+                times.push(t.stop_ms());
+            }
+            None => {
+                let start = Instant::now();
+                run();
+                gpu.sync();
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (times[times.len() / 2], if timer.is_some() { "gpu" } else { "wall" })
+}
+
+/// The device's measured peaks: FMA throughput (GFLOP/s) and copy bandwidth (GB/s).
+#[derive(Debug, Clone, Copy)]
+pub struct Peaks {
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+fn peak_kernels(gpu: &Gpu, reps: usize) -> (Peaks, Vec<Row>) {
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct P {
+        n: u32,
+        iters: u32,
+        mul: f32,
+        add: f32,
+    }
+    let threads: u32 = if gpu.is_cpu() { 1 << 14 } else { 1 << 20 };
+    let iters: u32 = 2048;
+    let out = Tensor::empty(gpu, &[threads as usize * 4]);
+    let unused_src = Tensor::full(gpu, &[4], 0.0);
+    let fma = gpu.kernel(&KernelSpec::new("peak", "fma_peak", 1, 1));
+    let params = P { n: threads, iters, mul: 0.999, add: 1e-3 };
+    let (ms, timer) = time_median(gpu, 1, reps, || {
+        gpu.dispatch(&fma, bytemuck::bytes_of(&params), &[unused_src.binding(), out.binding()], grid_1d(threads / 256))
+    });
+    // 4 vec4 chains = 16 FMAs = 32 flops per invocation per iteration.
+    let flops = threads as f64 * iters as f64 * 32.0;
+    let fma_row = Row {
+        kernel: "peak_fma".into(),
+        shape: format!("{threads}x{iters}"),
+        ms,
+        work: Work::Flops(flops),
+        pct_peak: Some(100.0),
+        timer,
+        extra: vec![],
+    };
+
+    let n_vec4: u32 = 1 << 22; // 16 M floats
+    let src = Tensor::full(gpu, &[n_vec4 as usize * 4], 1.0);
+    let dst = Tensor::empty(gpu, &[n_vec4 as usize * 4]);
+    let copy = gpu.kernel(&KernelSpec::new("peak", "copy", 1, 1));
+    let params = P { n: n_vec4, iters: 0, mul: 0.0, add: 0.0 };
+    let (ms, timer) = time_median(gpu, 1, reps, || {
+        gpu.dispatch(&copy, bytemuck::bytes_of(&params), &[src.binding(), dst.binding()], grid_1d(n_vec4 / 256))
+    });
+    let copy_row = Row {
+        kernel: "peak_copy".into(),
+        shape: "16M f32".into(),
+        ms,
+        work: Work::Bytes(n_vec4 as f64 * 32.0),
+        pct_peak: Some(100.0),
+        timer,
+        extra: vec![],
+    };
+    let peaks = Peaks { gflops: fma_row.rate().unwrap(), gbps: copy_row.rate().unwrap() };
+    (peaks, vec![fma_row, copy_row])
+}
+
+fn with_peak(mut row: Row, peaks: &Peaks) -> Row {
+    row.pct_peak = match (row.work, row.rate()) {
+        (Work::Flops(_), Some(r)) => Some(100.0 * r / peaks.gflops),
+        (Work::Bytes(_), Some(r)) => Some(100.0 * r / peaks.gbps),
+        _ => None,
+    };
+    row
+}
+
+fn matmul_row(gpu: &Gpu, m: usize, k: usize, n: usize, reps: usize) -> Row {
+    let a = Tensor::random(gpu, &[m, k], Dist::Normal { mean: 0.0, std: 1.0 }, 1, 0);
+    let b = Tensor::random(gpu, &[k, n], Dist::Normal { mean: 0.0, std: 1.0 }, 2, 0);
+    let (ms, timer) = time_median(gpu, 2, reps, || {
+        let _ = a.matmul(&b, false, false);
+    });
+    let shape = if m == k && k == n { format!("{m}^3") } else { format!("{m}x{k}*{k}x{n}") };
+    Row {
+        kernel: "matmul".into(),
+        shape,
+        ms,
+        work: Work::Flops(2.0 * (m * k * n) as f64),
+        pct_peak: None,
+        timer,
+        extra: vec![],
+    }
+}
+
+fn elementwise_row(gpu: &Gpu, name: &str, op: Unary, reps: usize) -> Row {
+    let n = 1 << 24;
+    let x = Tensor::random(gpu, &[n], Dist::Normal { mean: 0.0, std: 1.0 }, 3, 0);
+    let (ms, timer) = time_median(gpu, 2, reps, || {
+        let _ = x.unary(op);
+    });
+    Row {
+        kernel: name.into(),
+        shape: "16M f32".into(),
+        ms,
+        work: Work::Bytes(8.0 * n as f64),
+        pct_peak: None,
+        timer,
+        extra: vec![],
+    }
+}
+
+/// A chain of 1000 tiny dependent ops ended by one sync: the per-op recording + dispatch cost.
+fn overhead_row(gpu: &Gpu, reps: usize) -> Row {
+    let x = Tensor::full(gpu, &[1024], 0.0);
+    let ops = 1000;
+    let mut best = Vec::new();
+    for _ in 0..reps.max(3) {
+        gpu.sync();
+        let start = Instant::now();
+        let mut t = x.clone();
+        for _ in 0..ops {
+            t = t.unary(Unary::Affine(1.0, 1.0));
+        }
+        gpu.sync();
+        best.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    best.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ms = best[best.len() / 2];
+    Row {
+        kernel: "overhead".into(),
+        shape: "1000 x add [1024]".into(),
+        ms,
+        work: Work::None,
+        pct_peak: None,
+        timer: "wall",
+        extra: vec![("us_per_op", ms * 1e3 / ops as f64)],
+    }
+}
+
+/// Which rows to run: the kernel name must contain `filter` (empty = all).
+pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
+    let wanted = |k: &str| filter.is_empty() || k.contains(filter);
+    let (peaks, peak_rows) = peak_kernels(gpu, reps);
+    for r in &peak_rows {
+        emit(r);
+    }
+    if wanted("matmul") {
+        for (m, k, n) in [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (500, 128, 128)] {
+            emit(&with_peak(matmul_row(gpu, m, k, n, reps), &peaks));
+        }
+    }
+    if wanted("silu") {
+        emit(&with_peak(elementwise_row(gpu, "silu", Unary::Silu, reps), &peaks));
+    }
+    if wanted("add_scalar") {
+        emit(&with_peak(elementwise_row(gpu, "add_scalar", Unary::Affine(1.0, 1.0), reps), &peaks));
+    }
+    if wanted("sum") {
+        let n = 1 << 24;
+        let x = Tensor::random(gpu, &[n], Dist::Uniform { lo: 0.0, hi: 1.0 }, 4, 0);
+        let (ms, timer) = time_median(gpu, 2, reps, || {
+            let _ = x.sum_all();
+        });
+        let row = Row {
+            kernel: "sum".into(),
+            shape: "16M f32".into(),
+            ms,
+            work: Work::Bytes(4.0 * n as f64),
+            pct_peak: None,
+            timer,
+            extra: vec![],
+        };
+        emit(&with_peak(row, &peaks));
+    }
+    if wanted("random") {
+        let n = 1 << 24;
+        let (ms, timer) = time_median(gpu, 2, reps, || {
+            let _ = Tensor::random(gpu, &[n], Dist::Normal { mean: 0.0, std: 1.0 }, 5, 0);
+        });
+        let row = Row {
+            kernel: "random_normal".into(),
+            shape: "16M f32".into(),
+            ms,
+            work: Work::Bytes(4.0 * n as f64),
+            pct_peak: None,
+            timer,
+            extra: vec![],
+        };
+        emit(&with_peak(row, &peaks));
+    }
+    if wanted("overhead") {
+        emit(&overhead_row(gpu, reps));
+    }
+}

@@ -169,16 +169,8 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, ShapeErro
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -195,32 +187,14 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, ShapeErro
 pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let pad = out.len() - shape.len();
     let own = strides(shape);
-    (0..out.len())
-        .map(|i| {
-            if i < pad || shape[i - pad] == 1 {
-                0
-            } else {
-                own[i - pad]
-            }
-        })
-        .collect()
+    (0..out.len()).map(|i| if i < pad || shape[i - pad] == 1 { 0 } else { own[i - pad] }).collect()
 }
 
 /// The shape after a matmul with optional transposes, and the batch count; `a` and `b` are
 /// 2-D or 3-D ([batch, rows, cols]); a 2-D operand is shared across the other's batch.
-pub fn matmul_shape(
-    a: &[usize],
-    b: &[usize],
-    ta: bool,
-    tb: bool,
-) -> Result<(usize, usize, usize, usize), ShapeError> {
-    let err = || {
-        ShapeError(format!(
-            "matmul of {a:?}{} by {b:?}{}",
-            if ta { "ᵀ" } else { "" },
-            if tb { "ᵀ" } else { "" }
-        ))
-    };
+pub fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize, usize, usize), ShapeError> {
+    let err =
+        || ShapeError(format!("matmul of {a:?}{} by {b:?}{}", if ta { "ᵀ" } else { "" }, if tb { "ᵀ" } else { "" }));
     if !(2..=3).contains(&a.len()) || !(2..=3).contains(&b.len()) {
         return Err(err());
     }
@@ -251,7 +225,7 @@ pub trait TensorOps: Clone + Sized + 'static {
     /// Counter-based random numbers on the same device: `(seed, stream)` names the numbers.
     fn random_like(&self, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Self;
     /// A tensor on the same device from host values.
-    fn from_host(&self, data: &[f32], shape: &[usize]) -> Self;
+    fn tensor_like(&self, data: &[f32], shape: &[usize]) -> Self;
     /// The values, widened to f64, on the host (a readback on the GPU).
     fn to_host(&self) -> Vec<f64>;
 
@@ -266,8 +240,7 @@ pub trait TensorOps: Clone + Sized + 'static {
     fn reduce(&self, op: Reduce, axis: Option<usize>, keepdim: bool) -> Self;
     fn try_matmul(&self, other: &Self, trans_a: bool, trans_b: bool) -> Result<Self, ShapeError>;
     fn matmul(&self, other: &Self, trans_a: bool, trans_b: bool) -> Self {
-        self.try_matmul(other, trans_a, trans_b)
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.try_matmul(other, trans_a, trans_b).unwrap_or_else(|e| panic!("{e}"))
     }
     fn try_reshape(&self, shape: &[usize]) -> Result<Self, ShapeError>;
     fn reshape(&self, shape: &[usize]) -> Self {
@@ -320,10 +293,7 @@ pub trait TensorOps: Clone + Sized + 'static {
 
 /// Checks that `shape` has at most 4 axes (what the strided kernels index) and pads it to 4.
 pub fn pad4(shape: &[usize], what: &str) -> [usize; 4] {
-    assert!(
-        shape.len() <= 4,
-        "{what}: at most 4 dimensions are supported, got {shape:?}"
-    );
+    assert!(shape.len() <= 4, "{what}: at most 4 dimensions are supported, got {shape:?}");
     let mut out = [1usize; 4];
     out[4 - shape.len()..].copy_from_slice(shape);
     out

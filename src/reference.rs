@@ -2,8 +2,7 @@
 //! for the kernel tests and, through the shared VJP rules, for the finite-difference checks.
 
 use crate::ops::{
-    self, broadcast_shape, broadcast_strides, numel, strides, Binary, Dist, Reduce, ShapeError,
-    TensorOps, Unary,
+    self, broadcast_shape, broadcast_strides, numel, strides, Binary, Dist, Reduce, ShapeError, TensorOps, Unary,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,21 +13,11 @@ pub struct CpuTensor {
 
 impl CpuTensor {
     pub fn new(data: Vec<f64>, shape: &[usize]) -> Self {
-        assert_eq!(
-            data.len(),
-            numel(shape),
-            "data length does not match shape {shape:?}"
-        );
-        CpuTensor {
-            data,
-            shape: shape.to_vec(),
-        }
+        assert_eq!(data.len(), numel(shape), "data length does not match shape {shape:?}");
+        CpuTensor { data, shape: shape.to_vec() }
     }
     pub fn scalar(v: f64) -> Self {
-        CpuTensor {
-            data: vec![v],
-            shape: vec![],
-        }
+        CpuTensor { data: vec![v], shape: vec![] }
     }
 }
 
@@ -43,10 +32,7 @@ pub fn philox(counter: [u32; 4], seed: [u32; 2]) -> [u32; 4] {
         let (h0, l0) = mulhilo(0xD251_1F53, c[0]);
         let (h1, l1) = mulhilo(0xCD9E_8D57, c[2]);
         c = [h1 ^ c[1] ^ k[0], l1, h0 ^ c[3] ^ k[1], l0];
-        k = [
-            k[0].wrapping_add(0x9E37_79B9),
-            k[1].wrapping_add(0xBB67_AE85),
-        ];
+        k = [k[0].wrapping_add(0x9E37_79B9), k[1].wrapping_add(0xBB67_AE85)];
     }
     c
 }
@@ -59,10 +45,7 @@ pub fn random_values(n: usize, dist: Dist, seed: u64, stream: u64) -> Vec<f64> {
     for t in 0..n.div_ceil(4) {
         let w = philox([t as u32, 0, stream as u32, (stream >> 32) as u32], key);
         match dist {
-            Dist::Uniform { lo, hi } => out.extend(
-                w.iter()
-                    .map(|&x| lo as f64 + (hi as f64 - lo as f64) * unit(x)),
-            ),
+            Dist::Uniform { lo, hi } => out.extend(w.iter().map(|&x| lo as f64 + (hi as f64 - lo as f64) * unit(x))),
             Dist::Normal { mean, std } => {
                 for pair in [(w[0], w[1]), (w[2], w[3])] {
                     let r = (-2.0 * (unit(pair.0) + 1.0 / 16_777_216.0).ln()).sqrt();
@@ -71,9 +54,7 @@ pub fn random_values(n: usize, dist: Dist, seed: u64, stream: u64) -> Vec<f64> {
                     out.push(mean as f64 + std as f64 * r * theta.sin());
                 }
             }
-            Dist::Rademacher => {
-                out.extend(w.iter().map(|&x| if x >> 31 == 1 { 1.0 } else { -1.0 }))
-            }
+            Dist::Rademacher => out.extend(w.iter().map(|&x| if x >> 31 == 1 { 1.0 } else { -1.0 })),
         }
     }
     out.truncate(n);
@@ -103,7 +84,7 @@ impl TensorOps for CpuTensor {
     fn random_like(&self, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Self {
         CpuTensor::new(random_values(numel(shape), dist, seed, stream), shape)
     }
-    fn from_host(&self, data: &[f32], shape: &[usize]) -> Self {
+    fn tensor_like(&self, data: &[f32], shape: &[usize]) -> Self {
         CpuTensor::new(data.iter().map(|&v| v as f64).collect(), shape)
     }
     fn to_host(&self) -> Vec<f64> {
@@ -114,17 +95,12 @@ impl TensorOps for CpuTensor {
         CpuTensor::new(self.data.iter().map(|&x| op.eval(x)).collect(), &self.shape)
     }
     fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
-        let data = (0..x.data.len())
-            .map(|i| gy.data[i] * op.derivative(x.data[i], y.data[i]))
-            .collect();
+        let data = (0..x.data.len()).map(|i| gy.data[i] * op.derivative(x.data[i], y.data[i])).collect();
         CpuTensor::new(data, &x.shape)
     }
     fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError> {
         let out = broadcast_shape(&self.shape, &other.shape)?;
-        let (sa, sb) = (
-            broadcast_strides(&self.shape, &out),
-            broadcast_strides(&other.shape, &out),
-        );
+        let (sa, sb) = (broadcast_strides(&self.shape, &out), broadcast_strides(&other.shape, &out));
         let data = (0..numel(&out))
             .map(|i| {
                 let idx = unravel(i, &out);
@@ -137,11 +113,7 @@ impl TensorOps for CpuTensor {
         let Some(axis) = axis else {
             let flat = self.reshape(&[self.numel()]);
             let r = flat.reduce(op, Some(0), false);
-            let shape = if keepdim {
-                vec![1; self.shape.len()]
-            } else {
-                vec![]
-            };
+            let shape = if keepdim { vec![1; self.shape.len()] } else { vec![] };
             return r.reshape(&shape);
         };
         let (outer, n, inner) = split_axis(&self.shape, axis);
@@ -164,45 +136,30 @@ impl TensorOps for CpuTensor {
     }
     fn try_matmul(&self, other: &Self, ta: bool, tb: bool) -> Result<Self, ShapeError> {
         let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
-        let (a_step, b_step) = (
-            if self.shape.len() == 3 { m * k } else { 0 },
-            if other.shape.len() == 3 { k * n } else { 0 },
-        );
+        let (a_step, b_step) =
+            (if self.shape.len() == 3 { m * k } else { 0 }, if other.shape.len() == 3 { k * n } else { 0 });
         let mut data = vec![0.0; batch * m * n];
         for bi in 0..batch {
             for i in 0..m {
                 for j in 0..n {
                     let mut s = 0.0;
                     for l in 0..k {
-                        let a = if ta {
-                            self.data[bi * a_step + l * m + i]
-                        } else {
-                            self.data[bi * a_step + i * k + l]
-                        };
-                        let b = if tb {
-                            other.data[bi * b_step + j * k + l]
-                        } else {
-                            other.data[bi * b_step + l * n + j]
-                        };
+                        let a =
+                            if ta { self.data[bi * a_step + l * m + i] } else { self.data[bi * a_step + i * k + l] };
+                        let b =
+                            if tb { other.data[bi * b_step + j * k + l] } else { other.data[bi * b_step + l * n + j] };
                         s += a * b;
                     }
                     data[(bi * m + i) * n + j] = s;
                 }
             }
         }
-        let shape = if self.shape.len() == 3 || other.shape.len() == 3 {
-            vec![batch, m, n]
-        } else {
-            vec![m, n]
-        };
+        let shape = if self.shape.len() == 3 || other.shape.len() == 3 { vec![batch, m, n] } else { vec![m, n] };
         Ok(CpuTensor::new(data, &shape))
     }
     fn try_reshape(&self, shape: &[usize]) -> Result<Self, ShapeError> {
         if numel(shape) != self.numel() {
-            return Err(ShapeError(format!(
-                "cannot reshape {:?} to {shape:?}",
-                self.shape
-            )));
+            return Err(ShapeError(format!("cannot reshape {:?} to {shape:?}", self.shape)));
         }
         Ok(CpuTensor::new(self.data.clone(), shape))
     }
@@ -212,28 +169,17 @@ impl TensorOps for CpuTensor {
         let data = (0..self.numel())
             .map(|i| {
                 let idx = unravel(i, &out);
-                self.data[idx
-                    .iter()
-                    .zip(perm)
-                    .map(|(v, &p)| v * src[p])
-                    .sum::<usize>()]
+                self.data[idx.iter().zip(perm).map(|(v, &p)| v * src[p]).sum::<usize>()]
             })
             .collect();
         CpuTensor::new(data, &out)
     }
     fn slice(&self, axis: usize, start: usize, len: usize) -> Self {
         let (outer, n, inner) = split_axis(&self.shape, axis);
-        assert!(
-            start + len <= n,
-            "slice {start}..{} out of range for axis {axis} of {:?}",
-            start + len,
-            self.shape
-        );
+        assert!(start + len <= n, "slice {start}..{} out of range for axis {axis} of {:?}", start + len, self.shape);
         let mut data = Vec::with_capacity(outer * len * inner);
         for o in 0..outer {
-            data.extend_from_slice(
-                &self.data[(o * n + start) * inner..(o * n + start + len) * inner],
-            );
+            data.extend_from_slice(&self.data[(o * n + start) * inner..(o * n + start + len) * inner]);
         }
         let mut shape = self.shape.clone();
         shape[axis] = len;
@@ -264,24 +210,15 @@ impl TensorOps for CpuTensor {
     }
     fn broadcast_to(&self, shape: &[usize]) -> Self {
         let s = broadcast_strides(&self.shape, shape);
-        let data = (0..numel(shape))
-            .map(|i| self.data[dot(&unravel(i, shape), &s)])
-            .collect();
+        let data = (0..numel(shape)).map(|i| self.data[dot(&unravel(i, shape), &s)]).collect();
         CpuTensor::new(data, shape)
     }
 }
 
 /// `[outer, n, inner]` sizes around `axis`.
 pub fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    assert!(
-        axis < shape.len(),
-        "axis {axis} out of range for shape {shape:?}"
-    );
-    (
-        numel(&shape[..axis]),
-        shape[axis],
-        numel(&shape[axis + 1..]),
-    )
+    assert!(axis < shape.len(), "axis {axis} out of range for shape {shape:?}");
+    (numel(&shape[..axis]), shape[axis], numel(&shape[axis + 1..]))
 }
 
 pub fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Vec<usize> {

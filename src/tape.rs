@@ -54,9 +54,7 @@ impl<T: TensorOps> Gradients<T> {
     }
     /// The gradient of `v`, or zeros of its shape if no path led to it.
     pub fn get_or_zeros(&self, v: &Var<T>) -> T {
-        self.get(v)
-            .cloned()
-            .unwrap_or_else(|| v.value.zeros_like(v.value.shape()))
+        self.get(v).cloned().unwrap_or_else(|| v.value.zeros_like(v.value.shape()))
     }
 }
 
@@ -68,17 +66,11 @@ impl<T: TensorOps> Default for Tape<T> {
 
 impl<T: TensorOps> Tape<T> {
     pub fn new() -> Self {
-        Tape {
-            nodes: RefCell::new(Vec::new()),
-            recording: true,
-        }
+        Tape { nodes: RefCell::new(Vec::new()), recording: true }
     }
     /// A tape that records nothing: the same layer code then runs as plain inference.
     pub fn no_grad() -> Self {
-        Tape {
-            nodes: RefCell::new(Vec::new()),
-            recording: false,
-        }
+        Tape { nodes: RefCell::new(Vec::new()), recording: false }
     }
     pub fn is_recording(&self) -> bool {
         self.recording
@@ -96,47 +88,25 @@ impl<T: TensorOps> Tape<T> {
             return Var::constant(value);
         }
         let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node {
-            inputs: Vec::new(),
-            vjp: None,
-        });
-        Var {
-            value,
-            id: Some(nodes.len() - 1),
-        }
+        nodes.push(Node { inputs: Vec::new(), vjp: None });
+        Var { value, id: Some(nodes.len() - 1) }
     }
 
     /// Records `value` as computed from `inputs` with the VJP rule `vjp` (given the output's
     /// gradient it returns one gradient per input, `None` where none flows).
-    pub fn record(
-        &self,
-        value: T,
-        inputs: &[&Var<T>],
-        vjp: impl FnOnce(&T) -> Vec<Option<T>> + 'static,
-    ) -> Var<T> {
+    pub fn record(&self, value: T, inputs: &[&Var<T>], vjp: impl FnOnce(&T) -> Vec<Option<T>> + 'static) -> Var<T> {
         if !self.recording || inputs.iter().all(|v| v.id.is_none()) {
             return Var::constant(value);
         }
         let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node {
-            inputs: inputs.iter().map(|v| v.id).collect(),
-            vjp: Some(Box::new(vjp)),
-        });
-        Var {
-            value,
-            id: Some(nodes.len() - 1),
-        }
+        nodes.push(Node { inputs: inputs.iter().map(|v| v.id).collect(), vjp: Some(Box::new(vjp)) });
+        Var { value, id: Some(nodes.len() - 1) }
     }
 
     /// Reverse pass from a scalar (one-element) `loss`. Consumes the recorded nodes, so the tape
     /// holds nothing afterwards and can record the next step.
     pub fn backward(&self, loss: &Var<T>) -> Gradients<T> {
-        assert_eq!(
-            numel(loss.shape()),
-            1,
-            "backward needs a scalar loss, got shape {:?}",
-            loss.shape()
-        );
+        assert_eq!(numel(loss.shape()), 1, "backward needs a scalar loss, got shape {:?}", loss.shape());
         let seed = loss.value.full_like(loss.shape(), 1.0);
         self.backward_with(loss, seed)
     }
@@ -191,32 +161,20 @@ impl<T: TensorOps> Tape<T> {
             let (sa, sb) = (av.shape().to_vec(), bv.shape().to_vec());
             let (ga, gb) = match op {
                 Binary::Add => (want_a.then(|| g.clone()), want_b.then(|| g.clone())),
-                Binary::Sub => (
-                    want_a.then(|| g.clone()),
-                    want_b.then(|| g.unary(Unary::Neg)),
-                ),
+                Binary::Sub => (want_a.then(|| g.clone()), want_b.then(|| g.unary(Unary::Neg))),
                 Binary::Mul => (want_a.then(|| g.mul(&bv)), want_b.then(|| g.mul(&av))),
-                Binary::Div => (
-                    want_a.then(|| g.div(&bv)),
-                    want_b.then(|| g.mul(&yv).div(&bv).unary(Unary::Neg)),
-                ),
+                Binary::Div => (want_a.then(|| g.div(&bv)), want_b.then(|| g.mul(&yv).div(&bv).unary(Unary::Neg))),
                 Binary::Max | Binary::Min => {
                     // The gradient goes to the selected input; ties go to `a`.
-                    let mask_a = if op == Binary::Max {
-                        av.binary(Binary::Ge, &bv)
-                    } else {
-                        bv.binary(Binary::Ge, &av)
-                    };
+                    let mask_a =
+                        if op == Binary::Max { av.binary(Binary::Ge, &bv) } else { bv.binary(Binary::Ge, &av) };
                     let ga = g.mul(&mask_a);
                     let gb = want_b.then(|| g.sub(&ga));
                     (want_a.then_some(ga), gb)
                 }
                 Binary::Ge => (None, None),
             };
-            vec![
-                ga.map(|t| t.sum_to_shape(&sa)),
-                gb.map(|t| t.sum_to_shape(&sb)),
-            ]
+            vec![ga.map(|t| t.sum_to_shape(&sa)), gb.map(|t| t.sum_to_shape(&sb))]
         })
     }
 
@@ -280,20 +238,8 @@ impl<T: TensorOps> Tape<T> {
         let (want_a, want_b) = (a.is_tracked(), b.is_tracked());
         self.record(y, &[a, b], move |g| {
             // C = op(A)·op(B): the stored-layout gradients of A and B.
-            let ga = want_a.then(|| {
-                if ta {
-                    bv.matmul(g, tb, true)
-                } else {
-                    g.matmul(&bv, false, !tb)
-                }
-            });
-            let gb = want_b.then(|| {
-                if tb {
-                    g.matmul(&av, true, ta)
-                } else {
-                    av.matmul(g, !ta, false)
-                }
-            });
+            let ga = want_a.then(|| if ta { bv.matmul(g, tb, true) } else { g.matmul(&bv, false, !tb) });
+            let gb = want_b.then(|| if tb { g.matmul(&av, true, ta) } else { av.matmul(g, !ta, false) });
             // A 2-D operand shared across the other's batch sums its per-batch gradients.
             let fold = |grad: T, like: &T| {
                 if grad.shape().len() == 3 && like.shape().len() == 2 {

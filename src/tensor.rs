@@ -7,8 +7,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceBuffer, Gpu, KernelSpec};
 use crate::ops::{
-    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, Binary, Dist,
-    Reduce, ShapeError, TensorOps, Unary,
+    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, Binary, Dist, Reduce, ShapeError,
+    TensorOps, Unary,
 };
 use crate::reference::{reduced_shape, split_axis};
 
@@ -90,28 +90,31 @@ struct RandomParams {
     hi: f32,
 }
 
-/// The two matmul kernels: register-blocked (CPU adapters) and workgroup-tiled (real GPUs).
+/// The matmul kernels: `Scalar` (register-blocked, any shape), `Vec4` (register-blocked with
+/// vec4 loads and 16×16 blocks per invocation; the CPU-adapter default when the shape allows)
+/// and `Tiled` (workgroup-memory tiles; the default on real GPUs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
-    Register,
+    Scalar,
+    Vec4,
     Tiled,
 }
 
 impl MatmulKernel {
-    /// The adapter's default; `RESFLOW_MATMUL=register|tiled` overrides it.
+    /// The adapter's default; `RESFLOW_MATMUL=scalar|vec4|tiled` overrides it.
     pub fn default_for(gpu: &Gpu) -> MatmulKernel {
         match std::env::var("RESFLOW_MATMUL").as_deref() {
             Ok("tiled") => MatmulKernel::Tiled,
-            Ok("register") => MatmulKernel::Register,
-            _ if gpu.is_cpu() => MatmulKernel::Register,
+            Ok("scalar") => MatmulKernel::Scalar,
+            Ok("vec4") => MatmulKernel::Vec4,
+            _ if gpu.is_cpu() => MatmulKernel::Vec4,
             _ => MatmulKernel::Tiled,
         }
     }
-    fn shader(self) -> &'static str {
-        match self {
-            MatmulKernel::Register => "matmul",
-            MatmulKernel::Tiled => "matmul_tiled",
-        }
+
+    /// Whether `Vec4` can run this problem: its vec4 loads need these sizes to be multiples of 4.
+    pub fn vec4_fits(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> bool {
+        k.is_multiple_of(4) && (!ta || m.is_multiple_of(4)) && (tb || n.is_multiple_of(4))
     }
 }
 
@@ -119,45 +122,24 @@ impl Tensor {
     /// Uploads `data` with `shape`.
     pub fn from_slice(gpu: &Gpu, data: &[f32], shape: &[usize]) -> Result<Tensor, ShapeError> {
         if data.len() != numel(shape) {
-            return Err(ShapeError(format!(
-                "{} values do not fill shape {shape:?}",
-                data.len()
-            )));
+            return Err(ShapeError(format!("{} values do not fill shape {shape:?}", data.len())));
         }
         let buf = gpu.upload(bytemuck::cast_slice(data));
-        Ok(Tensor {
-            gpu: gpu.clone(),
-            buf: Arc::new(buf),
-            shape: shape.to_vec(),
-        })
+        Ok(Tensor { gpu: gpu.clone(), buf: Arc::new(buf), shape: shape.to_vec() })
     }
 
     /// An uninitialised tensor (pooled memory; every kernel writing into it covers all of it).
     pub fn empty(gpu: &Gpu, shape: &[usize]) -> Tensor {
         let buf = gpu.alloc(bytes_of(numel(shape)).max(4));
-        Tensor {
-            gpu: gpu.clone(),
-            buf: Arc::new(buf),
-            shape: shape.to_vec(),
-        }
+        Tensor { gpu: gpu.clone(), buf: Arc::new(buf), shape: shape.to_vec() }
     }
 
     pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Tensor {
         let out = Tensor::empty(gpu, shape);
         let n = out.numel() as u32;
         let k = gpu.kernel(&KernelSpec::new("fill", "main", 0, 1));
-        let params = ElemParams {
-            n,
-            a: value,
-            b: 0.0,
-            pad: 0,
-        };
-        gpu.dispatch(
-            &k,
-            bytemuck::bytes_of(&params),
-            &[out.binding()],
-            grid_1d(n.div_ceil(256)),
-        );
+        let params = ElemParams { n, a: value, b: 0.0, pad: 0 };
+        gpu.dispatch(&k, bytemuck::bytes_of(&params), &[out.binding()], grid_1d(n.div_ceil(1024)));
         out
     }
 
@@ -178,12 +160,7 @@ impl Tensor {
             lo,
             hi,
         };
-        gpu.dispatch(
-            &k,
-            bytemuck::bytes_of(&params),
-            &[out.binding()],
-            grid_1d(n.div_ceil(4).div_ceil(256)),
-        );
+        gpu.dispatch(&k, bytemuck::bytes_of(&params), &[out.binding()], grid_1d(n.div_ceil(4).div_ceil(256)));
         out
     }
 
@@ -199,12 +176,7 @@ impl Tensor {
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> f32 {
-        assert_eq!(
-            self.numel(),
-            1,
-            "item() of a tensor of shape {:?}",
-            self.shape
-        );
+        assert_eq!(self.numel(), 1, "item() of a tensor of shape {:?}", self.shape);
         self.to_vec()[0]
     }
 
@@ -213,30 +185,14 @@ impl Tensor {
     }
 
     pub fn binding(&self) -> Binding<'_> {
-        Binding {
-            buffer: &self.buf,
-            bytes: bytes_of(self.numel()),
-        }
+        Binding { buffer: &self.buf, bytes: bytes_of(self.numel()) }
     }
 
     /// Matmul with an explicit kernel choice (tests and benches compare both).
-    pub fn matmul_using(
-        &self,
-        other: &Tensor,
-        ta: bool,
-        tb: bool,
-        kernel: MatmulKernel,
-    ) -> Result<Tensor, ShapeError> {
+    pub fn matmul_using(&self, other: &Tensor, ta: bool, tb: bool, kernel: MatmulKernel) -> Result<Tensor, ShapeError> {
         let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
         let batched = self.shape.len() == 3 || other.shape.len() == 3;
-        let out = Tensor::empty(
-            &self.gpu,
-            &if batched {
-                vec![batch, m, n]
-            } else {
-                vec![m, n]
-            },
-        );
+        let out = Tensor::empty(&self.gpu, &if batched { vec![batch, m, n] } else { vec![m, n] });
         let params = MatmulParams {
             m: m as u32,
             n: n as u32,
@@ -251,11 +207,21 @@ impl Tensor {
             batch_c: (m * n) as u32,
             pad2: 0,
         };
-        let spec = KernelSpec::new(kernel.shader(), "main", 2, 1)
-            .with("TRANS_A", ta as u8 as f64)
-            .with("TRANS_B", tb as u8 as f64);
+        let kernel = match kernel {
+            MatmulKernel::Vec4 if !MatmulKernel::vec4_fits(m, k, n, ta, tb) => MatmulKernel::Scalar,
+            other => other,
+        };
+        // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4.
+        let (shader, tile) = match kernel {
+            MatmulKernel::Scalar => ("matmul", 64),
+            MatmulKernel::Vec4 => ("matmul_vec4", 128),
+            MatmulKernel::Tiled => ("matmul_tiled", 64),
+        };
+        let spec =
+            KernelSpec::new(shader, "main", 2, 1).with("TRANS_A", ta as u8 as f64).with("TRANS_B", tb as u8 as f64);
+        let spec = if kernel == MatmulKernel::Vec4 { spec.with("RB", 4.0).with("CB", 4.0) } else { spec };
         let kern = self.gpu.kernel(&spec);
-        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
+        let groups = [n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, batch as u32];
         self.gpu.dispatch(
             &kern,
             bytemuck::bytes_of(&params),
@@ -272,25 +238,13 @@ impl Tensor {
         out
     }
 
-    fn elementwise(
-        &self,
-        shader: &'static str,
-        op: u32,
-        params: ElemParams,
-        inputs: &[&Tensor],
-    ) -> Tensor {
+    fn elementwise(&self, shader: &'static str, op: u32, params: ElemParams, inputs: &[&Tensor]) -> Tensor {
         let out = Tensor::empty(&self.gpu, &self.shape);
-        let k = self
-            .gpu
-            .kernel(&KernelSpec::new(shader, "main", inputs.len() as u32, 1).with("OP", op as f64));
+        let k = self.gpu.kernel(&KernelSpec::new(shader, "main", inputs.len() as u32, 1).with("OP", op as f64));
         let mut bindings: Vec<Binding<'_>> = inputs.iter().map(|t| t.binding()).collect();
         bindings.push(out.binding());
-        self.gpu.dispatch(
-            &k,
-            bytemuck::bytes_of(&params),
-            &bindings,
-            grid_1d(params.n.div_ceil(256)),
-        );
+        // Four elements per invocation (vec4 kernels).
+        self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &bindings, grid_1d(params.n.div_ceil(1024)));
         out
     }
 
@@ -312,15 +266,8 @@ impl Tensor {
             strides_a: src.1,
             strides_b: dst_at.1,
         };
-        let k = self
-            .gpu
-            .kernel(&KernelSpec::new("strided_copy", "main", 1, 1));
-        self.gpu.dispatch(
-            &k,
-            bytemuck::bytes_of(&params),
-            &[self.binding(), dst.binding()],
-            grid_1d(n.div_ceil(256)),
-        );
+        let k = self.gpu.kernel(&KernelSpec::new("strided_copy", "main", 1, 1));
+        self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), dst.binding()], grid_1d(n.div_ceil(256)));
     }
 
     fn reduce_axis(&self, op: Reduce, outer: usize, n: usize, inner: usize) -> Tensor {
@@ -333,11 +280,7 @@ impl Tensor {
         };
         // Few outputs over a long axis: split the axis into segments reduced by whole
         // workgroups, then reduce the partial results (all three ops compose exactly).
-        let segs = if outputs >= 2048 || n <= 256 {
-            1
-        } else {
-            n.div_ceil(2048).min(64usize.div_ceil(outputs)).max(1)
-        };
+        let segs = if outputs >= 2048 || n <= 256 { 1 } else { n.div_ceil(2048).min(64usize.div_ceil(outputs)).max(1) };
         let seg_len = n.div_ceil(segs);
         let per_group = outputs < 2048 && n > 256;
         let out = Tensor::empty(&self.gpu, &[outer * segs * inner]);
@@ -352,21 +295,10 @@ impl Tensor {
             pad: [0; 2],
         };
         let entry = if per_group { "per_group" } else { "per_thread" };
-        let k = self
-            .gpu
-            .kernel(&KernelSpec::new("reduce", entry, 1, 1).with("OP", code as f64));
+        let k = self.gpu.kernel(&KernelSpec::new("reduce", entry, 1, 1).with("OP", code as f64));
         let total = (outer * segs * inner) as u32;
-        let groups = if per_group {
-            grid_1d(total)
-        } else {
-            grid_1d(total.div_ceil(256))
-        };
-        self.gpu.dispatch(
-            &k,
-            bytemuck::bytes_of(&params),
-            &[self.binding(), out.binding()],
-            groups,
-        );
+        let groups = if per_group { grid_1d(total) } else { grid_1d(total.div_ceil(256)) };
+        self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), out.binding()], groups);
         if segs == 1 {
             return out;
         }
@@ -393,7 +325,7 @@ impl TensorOps for Tensor {
     fn random_like(&self, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Self {
         Tensor::random(&self.gpu, shape, dist, seed, stream)
     }
-    fn from_host(&self, data: &[f32], shape: &[usize]) -> Self {
+    fn tensor_like(&self, data: &[f32], shape: &[usize]) -> Self {
         Tensor::from_slice(&self.gpu, data, shape).unwrap_or_else(|e| panic!("{e}"))
     }
     fn to_host(&self) -> Vec<f64> {
@@ -402,36 +334,19 @@ impl TensorOps for Tensor {
 
     fn unary(&self, op: Unary) -> Self {
         let (a, b) = op.params();
-        self.elementwise(
-            "unary",
-            op.code(),
-            ElemParams {
-                n: self.numel() as u32,
-                a,
-                b,
-                pad: 0,
-            },
-            &[self],
-        )
+        self.elementwise("unary", op.code(), ElemParams { n: self.numel() as u32, a, b, pad: 0 }, &[self])
     }
     fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
         let (a, b) = op.params();
-        x.elementwise(
-            "unary_grad",
-            op.code(),
-            ElemParams {
-                n: x.numel() as u32,
-                a,
-                b,
-                pad: 0,
-            },
-            &[x, y, gy],
-        )
+        x.elementwise("unary_grad", op.code(), ElemParams { n: x.numel() as u32, a, b, pad: 0 }, &[x, y, gy])
     }
     fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError> {
+        if self.shape == other.shape {
+            let params = ElemParams { n: self.numel() as u32, a: 0.0, b: 0.0, pad: 0 };
+            return Ok(self.elementwise("binary", op.code(), params, &[self, other]));
+        }
         let shape = broadcast_shape(&self.shape, &other.shape)?;
         let out = Tensor::empty(&self.gpu, &shape);
-        let same = self.shape == other.shape;
         let params = IndexedParams {
             n: numel(&shape) as u32,
             offset_a: 0,
@@ -441,10 +356,7 @@ impl TensorOps for Tensor {
             strides_a: pad4_strides(&broadcast_strides(&self.shape, &shape)),
             strides_b: pad4_strides(&broadcast_strides(&other.shape, &shape)),
         };
-        let spec = KernelSpec::new("binary", "main", 2, 1)
-            .with("OP", op.code() as f64)
-            .with("BROADCAST", if same { 0.0 } else { 1.0 });
-        let k = self.gpu.kernel(&spec);
+        let k = self.gpu.kernel(&KernelSpec::new("broadcast", "main", 2, 1).with("OP", op.code() as f64));
         self.gpu.dispatch(
             &k,
             bytemuck::bytes_of(&params),
@@ -457,17 +369,12 @@ impl TensorOps for Tensor {
         match axis {
             None => {
                 let r = self.reduce_axis(op, 1, self.numel(), 1);
-                let shape = if keepdim {
-                    vec![1; self.shape.len()]
-                } else {
-                    vec![]
-                };
+                let shape = if keepdim { vec![1; self.shape.len()] } else { vec![] };
                 r.reshape(&shape)
             }
             Some(axis) => {
                 let (outer, n, inner) = split_axis(&self.shape, axis);
-                self.reduce_axis(op, outer, n, inner)
-                    .reshape(&reduced_shape(&self.shape, axis, keepdim))
+                self.reduce_axis(op, outer, n, inner).reshape(&reduced_shape(&self.shape, axis, keepdim))
             }
         }
     }
@@ -476,24 +383,12 @@ impl TensorOps for Tensor {
     }
     fn try_reshape(&self, shape: &[usize]) -> Result<Self, ShapeError> {
         if numel(shape) != self.numel() {
-            return Err(ShapeError(format!(
-                "cannot reshape {:?} to {shape:?}",
-                self.shape
-            )));
+            return Err(ShapeError(format!("cannot reshape {:?} to {shape:?}", self.shape)));
         }
-        Ok(Tensor {
-            gpu: self.gpu.clone(),
-            buf: self.buf.clone(),
-            shape: shape.to_vec(),
-        })
+        Ok(Tensor { gpu: self.gpu.clone(), buf: self.buf.clone(), shape: shape.to_vec() })
     }
     fn permute(&self, perm: &[usize]) -> Self {
-        assert_eq!(
-            perm.len(),
-            self.shape.len(),
-            "permute {perm:?} of shape {:?}",
-            self.shape
-        );
+        assert_eq!(perm.len(), self.shape.len(), "permute {perm:?} of shape {:?}", self.shape);
         let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
         let src = strides(&self.shape);
         let src_strides: Vec<usize> = perm.iter().map(|&p| src[p]).collect();
@@ -509,12 +404,7 @@ impl TensorOps for Tensor {
     }
     fn slice(&self, axis: usize, start: usize, len: usize) -> Self {
         let (outer, n, inner) = split_axis(&self.shape, axis);
-        assert!(
-            start + len <= n,
-            "slice {start}..{} out of range for axis {axis} of {:?}",
-            start + len,
-            self.shape
-        );
+        assert!(start + len <= n, "slice {start}..{} out of range for axis {axis} of {:?}", start + len, self.shape);
         let mut shape = self.shape.clone();
         shape[axis] = len;
         let out = Tensor::empty(&self.gpu, &shape);

@@ -29,11 +29,7 @@ fn positive_only(op: Unary) -> bool {
 #[test]
 fn unary_ops_match_reference() {
     for op in UNARY {
-        let (lo, hi) = if positive_only(op) {
-            (0.05, 4.0)
-        } else {
-            (-30.0, 30.0)
-        };
+        let (lo, hi) = if positive_only(op) { (0.05, 4.0) } else { (-30.0, 30.0) };
         let data = values(1031, lo, hi, 1);
         let (g, c) = pair(&data, &[1031]);
         assert_tensor_close(&format!("{op:?}"), &g.unary(op), &c.unary(op), 2e-6, 1e-6);
@@ -43,11 +39,7 @@ fn unary_ops_match_reference() {
 #[test]
 fn unary_grads_match_reference() {
     for op in UNARY {
-        let (lo, hi) = if positive_only(op) {
-            (0.05, 4.0)
-        } else {
-            (-8.0, 8.0)
-        };
+        let (lo, hi) = if positive_only(op) { (0.05, 4.0) } else { (-8.0, 8.0) };
         let (gx, cx) = pair(&values(517, lo, hi, 2), &[517]);
         let (gg, cg) = pair(&values(517, -1.0, 1.0, 3), &[517]);
         let (gy, cy) = (gx.unary(op), cx.unary(op));
@@ -59,34 +51,15 @@ fn unary_grads_match_reference() {
 
 #[test]
 fn binary_ops_broadcast_like_reference() {
-    let cases: [(&[usize], &[usize]); 5] = [
-        (&[7, 33], &[7, 33]),
-        (&[2, 3, 5], &[3, 1]),
-        (&[4, 1], &[1, 5]),
-        (&[2, 3, 4, 5], &[5]),
-        (&[], &[3, 2]),
-    ];
-    for op in [
-        Binary::Add,
-        Binary::Sub,
-        Binary::Mul,
-        Binary::Div,
-        Binary::Max,
-        Binary::Min,
-        Binary::Ge,
-    ] {
+    let cases: [(&[usize], &[usize]); 5] =
+        [(&[7, 33], &[7, 33]), (&[2, 3, 5], &[3, 1]), (&[4, 1], &[1, 5]), (&[2, 3, 4, 5], &[5]), (&[], &[3, 2])];
+    for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min, Binary::Ge] {
         for (i, (sa, sb)) in cases.iter().enumerate() {
             let na: usize = sa.iter().product();
             let nb: usize = sb.iter().product();
             let (ga, ca) = pair(&values(na, 0.5, 3.0, 10 + i as u64), sa);
             let (gb, cb) = pair(&values(nb, 0.5, 3.0, 20 + i as u64), sb);
-            assert_tensor_close(
-                &format!("{op:?} {sa:?} {sb:?}"),
-                &ga.binary(op, &gb),
-                &ca.binary(op, &cb),
-                1e-6,
-                1e-6,
-            );
+            assert_tensor_close(&format!("{op:?} {sa:?} {sb:?}"), &ga.binary(op, &gb), &ca.binary(op, &cb), 1e-6, 1e-6);
         }
     }
 }
@@ -96,10 +69,7 @@ fn mismatched_shapes_are_errors_not_garbage() {
     let (a, _) = pair(&values(6, 0.0, 1.0, 1), &[2, 3]);
     let (b, _) = pair(&values(8, 0.0, 1.0, 1), &[2, 4]);
     let err = a.try_binary(Binary::Add, &b).unwrap_err();
-    assert!(
-        err.to_string().contains("[2, 3]") && err.to_string().contains("[2, 4]"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("[2, 3]") && err.to_string().contains("[2, 4]"), "{err}");
     assert!(a.try_matmul(&b, false, false).is_err());
     assert!(a.try_reshape(&[7]).is_err());
     assert!(Tensor::from_slice(&gpu(), &[1.0, 2.0], &[3]).is_err());
@@ -124,13 +94,7 @@ fn reductions_match_reference() {
             for keepdim in [false, true] {
                 let what = format!("{op:?} {shape:?} axis {axis:?} keepdim {keepdim}");
                 // Sums of many terms in f32 carry ~√n·ε relative error.
-                assert_tensor_close(
-                    &what,
-                    &g.reduce(op, *axis, keepdim),
-                    &c.reduce(op, *axis, keepdim),
-                    1e-4,
-                    1e-3,
-                );
+                assert_tensor_close(&what, &g.reduce(op, *axis, keepdim), &c.reduce(op, *axis, keepdim), 1e-4, 1e-3);
             }
         }
     }
@@ -154,8 +118,11 @@ fn matmul_both_kernels_match_reference() {
         (65, 129, 67),
         (130, 31, 257),
         (3, 200, 2),
+        (132, 68, 260),
+        (4, 8, 12),
+        (260, 36, 8),
     ];
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+    for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled] {
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let sa = if ta { [k, m] } else { [m, k] };
@@ -192,22 +159,10 @@ fn matmul_both_kernels_match_reference() {
 fn layout_ops_match_reference() {
     let (g, c) = pair(&values(2 * 3 * 4 * 5, -1.0, 1.0, 70), &[2, 3, 4, 5]);
     for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [0, 2, 3, 1], [1, 0, 3, 2]] {
-        assert_tensor_close(
-            &format!("permute {perm:?}"),
-            &g.permute(&perm),
-            &c.permute(&perm),
-            0.0,
-            0.0,
-        );
+        assert_tensor_close(&format!("permute {perm:?}"), &g.permute(&perm), &c.permute(&perm), 0.0, 0.0);
     }
     let (g2, c2) = pair(&values(7 * 9, -1.0, 1.0, 71), &[7, 9]);
-    assert_tensor_close(
-        "transpose",
-        &g2.permute(&[1, 0]),
-        &c2.permute(&[1, 0]),
-        0.0,
-        0.0,
-    );
+    assert_tensor_close("transpose", &g2.permute(&[1, 0]), &c2.permute(&[1, 0]), 0.0, 0.0);
     for (axis, start, len) in [(0, 1, 1), (1, 0, 2), (2, 1, 3), (3, 4, 1)] {
         let (gs, cs) = (g.slice(axis, start, len), c.slice(axis, start, len));
         assert_tensor_close(&format!("slice {axis}"), &gs, &cs, 0.0, 0.0);
@@ -221,21 +176,9 @@ fn layout_ops_match_reference() {
         );
     }
     let (h, d) = pair(&values(2 * 2 * 4 * 5, -1.0, 1.0, 72), &[2, 2, 4, 5]);
-    assert_tensor_close(
-        "concat",
-        &Tensor::concat(&[&g, &h], 1),
-        &CpuTensor::concat(&[&c, &d], 1),
-        0.0,
-        0.0,
-    );
+    assert_tensor_close("concat", &Tensor::concat(&[&g, &h], 1), &CpuTensor::concat(&[&c, &d], 1), 0.0, 0.0);
     let (b, bc) = pair(&values(3, -1.0, 1.0, 73), &[3, 1]);
-    assert_tensor_close(
-        "broadcast_to",
-        &b.broadcast_to(&[2, 3, 4]),
-        &bc.broadcast_to(&[2, 3, 4]),
-        0.0,
-        0.0,
-    );
+    assert_tensor_close("broadcast_to", &b.broadcast_to(&[2, 3, 4]), &bc.broadcast_to(&[2, 3, 4]), 0.0, 0.0);
     let r = g.reshape(&[6, 20]);
     assert_eq!(r.shape(), &[6, 20]);
     assert_eq!(r.to_vec(), g.to_vec());
@@ -252,12 +195,39 @@ fn elementwise_beyond_65535_workgroups() {
     for i in [0, 1, n / 2, n - 2, n - 1] {
         assert_eq!(ys[i], 2.0 * xs[i] + 1.0, "element {i}");
     }
-    let bad = ys
-        .iter()
-        .zip(&xs)
-        .filter(|(y, x)| **y != 2.0 * **x + 1.0)
-        .count();
+    let bad = ys.iter().zip(&xs).filter(|(y, x)| **y != 2.0 * **x + 1.0).count();
     assert_eq!(bad, 0);
     let filled = Tensor::full(&gpu, &[n], 3.5).to_vec();
     assert!(filled.iter().all(|&v| v == 3.5));
+}
+
+#[test]
+fn results_do_not_depend_on_runtime_checks() {
+    // Kernels are compiled without wgpu's injected bounds checks; with them the results must be
+    // bit-identical, or some kernel reads or writes outside its bindings.
+    let checked = resflow::Gpu::with_runtime_checks(None, true).expect("GPU adapter");
+    let run = |gpu: &resflow::Gpu| -> Vec<Vec<f32>> {
+        let a = Tensor::from_slice(gpu, &values(67 * 45, -1.0, 1.0, 80), &[67, 45]).unwrap();
+        let b = Tensor::from_slice(gpu, &values(45 * 33, -1.0, 1.0, 81), &[45, 33]).unwrap();
+        let a4 = Tensor::from_slice(gpu, &values(132 * 68, -1.0, 1.0, 82), &[132, 68]).unwrap();
+        let b4 = Tensor::from_slice(gpu, &values(68 * 260, -1.0, 1.0, 83), &[68, 260]).unwrap();
+        let mut out = Vec::new();
+        for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled] {
+            out.push(a.matmul_using(&b, false, false, kernel).unwrap().to_vec());
+            out.push(a4.matmul_using(&b4, false, false, kernel).unwrap().to_vec());
+            out.push(a4.matmul_using(&a4, true, false, kernel).unwrap().to_vec());
+        }
+        out.push(a.unary(Unary::Softplus).to_vec());
+        out.push(a.binary(Binary::Mul, &a).to_vec());
+        out.push(a.binary(Binary::Add, &a.slice(0, 0, 1)).to_vec());
+        out.push(a.reduce(Reduce::LogSumExp, Some(0), false).to_vec());
+        out.push(a.reduce(Reduce::Sum, None, false).to_vec());
+        out.push(a.permute(&[1, 0]).to_vec());
+        out.push(Tensor::random(gpu, &[1001], Dist::Normal { mean: 0.0, std: 1.0 }, 3, 4).to_vec());
+        out
+    };
+    let (fast, safe) = (run(&gpu()), run(&checked));
+    for (i, (f, s)) in fast.iter().zip(&safe).enumerate() {
+        assert!(f.iter().zip(s).all(|(x, y)| x.to_bits() == y.to_bits()), "output {i} differs with runtime checks");
+    }
 }

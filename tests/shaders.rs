@@ -14,28 +14,19 @@ fn every_shader_validates_and_translates() {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
         // Override constants take their defaults for translation.
-        let (module, info) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            None,
-            &Default::default(),
-        )
-        .unwrap_or_else(|e| panic!("{name}.wgsl overrides: {e:?}"));
+        let (module, info) =
+            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
+                .unwrap_or_else(|e| panic!("{name}.wgsl overrides: {e:?}"));
         let module = module.into_owned();
         let info = info.into_owned();
 
         let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("{name}.wgsl → SPIR-V: {e:?}"));
-        assert!(
-            spirv.len() > 10 && spirv[0] == 0x0723_0203,
-            "{name}: SPIR-V magic"
-        );
+        assert!(spirv.len() > 10 && spirv[0] == 0x0723_0203, "{name}: SPIR-V magic");
 
         for ep in &module.entry_points {
-            let pipeline = msl::PipelineOptions {
-                entry_point: Some((ep.stage, ep.name.clone())),
-                ..Default::default()
-            };
+            let pipeline =
+                msl::PipelineOptions { entry_point: Some((ep.stage, ep.name.clone())), ..Default::default() };
             let (text, _) = msl::write_string(&module, &info, &msl::Options::default(), &pipeline)
                 .unwrap_or_else(|e| panic!("{name}.wgsl → MSL ({}): {e:?}", ep.name));
             assert!(text.contains("kernel"), "{name}: MSL has a kernel");
@@ -45,12 +36,7 @@ fn every_shader_validates_and_translates() {
         let options = hlsl::Options::default();
         let pipeline_options = hlsl::PipelineOptions::default();
         let mut writer = hlsl::Writer::new(&mut hlsl_out, &options, &pipeline_options);
-        writer
-            .write(&module, &info, None)
-            .unwrap_or_else(|e| panic!("{name}.wgsl → HLSL: {e:?}"));
-        assert!(
-            hlsl_out.contains("numthreads"),
-            "{name}: HLSL has numthreads"
-        );
+        writer.write(&module, &info, None).unwrap_or_else(|e| panic!("{name}.wgsl → HLSL: {e:?}"));
+        assert!(hlsl_out.contains("numthreads"), "{name}: HLSL has numthreads");
     }
 }

@@ -5,10 +5,7 @@ use std::fmt;
 /// Why no usable GPU context could be made. Printed as one line that names the fix.
 #[derive(Debug, Clone)]
 pub enum GpuError {
-    NoAdapter {
-        wanted: Option<String>,
-        found: Vec<String>,
-    },
+    NoAdapter { wanted: Option<String>, found: Vec<String> },
     RequestDevice(String),
 }
 
@@ -72,18 +69,12 @@ pub(crate) fn open(name: Option<&str>) -> Result<Opened, GpuError> {
         })
         .collect();
     candidates.sort_by_key(|a| preference(a.get_info().device_type));
-    let adapter = candidates
-        .into_iter()
-        .next()
-        .ok_or_else(|| GpuError::NoAdapter {
-            wanted: name.map(str::to_string),
-            found,
-        })?;
+    let adapter =
+        candidates.into_iter().next().ok_or_else(|| GpuError::NoAdapter { wanted: name.map(str::to_string), found })?;
 
     let limits = adapter.limits();
-    let optional = wgpu::Features::TIMESTAMP_QUERY
-        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-        | wgpu::Features::SHADER_F16;
+    let optional =
+        wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SHADER_F16;
     let features = adapter.features() & optional;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("resflow"),
@@ -94,11 +85,5 @@ pub(crate) fn open(name: Option<&str>) -> Result<Opened, GpuError> {
         trace: wgpu::Trace::Off,
     }))
     .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-    Ok(Opened {
-        adapter_info: adapter.get_info(),
-        device,
-        queue,
-        limits,
-        features,
-    })
+    Ok(Opened { adapter_info: adapter.get_info(), device, queue, limits, features })
 }

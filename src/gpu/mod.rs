@@ -9,10 +9,12 @@
 mod device;
 pub mod kernels;
 mod pool;
+mod timer;
 
 pub use device::GpuError;
 pub use kernels::{Kernel, KernelSpec};
 pub use pool::{bucket_size, BufferKind, PoolStats};
+pub use timer::GpuTimer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,7 +38,8 @@ pub(crate) struct GpuInner {
     pub features: wgpu::Features,
     pool: Mutex<Pool>,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
-    layouts: Mutex<HashMap<(u32, u32), Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
+    layouts: Mutex<HashMap<(u32, u32), Arc<kernels::Layout>>>,
+    runtime_checks: bool,
     rec: Mutex<Recorder>,
 }
 
@@ -77,12 +80,7 @@ impl DeviceBuffer {
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
-            self.gpu
-                .inner
-                .pool
-                .lock()
-                .unwrap()
-                .release(self.kind, self.bucket, b);
+            self.gpu.inner.pool.lock().unwrap().release(self.kind, self.bucket, b);
         }
     }
 }
@@ -97,9 +95,14 @@ impl Gpu {
     /// Opens the preferred adapter, or the one whose name contains `adapter` (else the
     /// `RESFLOW_ADAPTER` environment variable).
     pub fn new(adapter: Option<&str>) -> Result<Gpu, GpuError> {
-        let env = std::env::var("RESFLOW_ADAPTER")
-            .ok()
-            .filter(|s| !s.is_empty());
+        let checks = std::env::var("RESFLOW_SHADER_CHECKS").is_ok_and(|v| v == "1");
+        Gpu::with_runtime_checks(adapter, checks)
+    }
+
+    /// As [`Gpu::new`], choosing whether kernels are compiled with wgpu's injected bounds checks
+    /// and loop bounds (a debugging aid; off by default, `RESFLOW_SHADER_CHECKS=1` turns it on).
+    pub fn with_runtime_checks(adapter: Option<&str>, runtime_checks: bool) -> Result<Gpu, GpuError> {
+        let env = std::env::var("RESFLOW_ADAPTER").ok().filter(|s| !s.is_empty());
         let name = adapter.map(str::to_string).or(env);
         let opened = device::open(name.as_deref())?;
         let arena = opened.device.create_buffer(&wgpu::BufferDescriptor {
@@ -119,6 +122,7 @@ impl Gpu {
                 pool: Mutex::new(Pool::default()),
                 kernels: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
+                runtime_checks,
                 rec: Mutex::new(Recorder {
                     encoder: None,
                     pass: None,
@@ -158,19 +162,9 @@ impl Gpu {
         self.alloc_kind(BufferKind::Storage, bytes)
     }
 
-    fn alloc_kind(&self, kind: BufferKind, bytes: u64) -> DeviceBuffer {
-        let (buffer, bucket) =
-            self.inner
-                .pool
-                .lock()
-                .unwrap()
-                .acquire(&self.inner.device, kind, bytes);
-        DeviceBuffer {
-            gpu: self.clone(),
-            buffer: Some(buffer),
-            bucket,
-            kind,
-        }
+    pub(crate) fn alloc_kind(&self, kind: BufferKind, bytes: u64) -> DeviceBuffer {
+        let (buffer, bucket) = self.inner.pool.lock().unwrap().acquire(&self.inner.device, kind, bytes);
+        DeviceBuffer { gpu: self.clone(), buffer: Some(buffer), bucket, kind }
     }
 
     pub fn pool_stats(&self) -> PoolStats {
@@ -184,10 +178,7 @@ impl Gpu {
     }
     pub fn record_stats(&self) -> RecordStats {
         let r = self.inner.rec.lock().unwrap();
-        RecordStats {
-            dispatches: r.dispatches,
-            submits: r.submits,
-        }
+        RecordStats { dispatches: r.dispatches, submits: r.submits }
     }
 
     /// A buffer holding `data`. Pending work is submitted first: `write_buffer` executes before
@@ -224,9 +215,7 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait();
-        rx.recv()
-            .expect("map callback ran")
-            .expect("mapping a readback buffer failed (device lost?)");
+        rx.recv().expect("map callback ran").expect("mapping a readback buffer failed (device lost?)");
         let mut out = {
             let view = slice.get_mapped_range().expect("mapped range");
             view.to_vec()
@@ -245,32 +234,19 @@ impl Gpu {
             return k.clone();
         }
         let layout = self.layout(spec.read_only, spec.read_write);
-        let kernel = Arc::new(kernels::compile(&self.inner.device, spec, layout));
-        self.inner
-            .kernels
-            .lock()
-            .unwrap()
-            .insert(key, kernel.clone());
+        let kernel = Arc::new(kernels::compile(&self.inner.device, spec, layout, self.inner.runtime_checks));
+        self.inner.kernels.lock().unwrap().insert(key, kernel.clone());
         kernel
     }
 
-    fn layout(&self, ro: u32, rw: u32) -> Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+    fn layout(&self, ro: u32, rw: u32) -> Arc<kernels::Layout> {
         let mut layouts = self.inner.layouts.lock().unwrap();
-        layouts
-            .entry((ro, rw))
-            .or_insert_with(|| Arc::new(kernels::layout(&self.inner.device, ro, rw)))
-            .clone()
+        layouts.entry((ro, rw)).or_insert_with(|| Arc::new(kernels::layout(&self.inner.device, ro, rw))).clone()
     }
 
     /// Records one dispatch of `kernel` with uniform `params` and storage `bindings`
     /// (read-only ones first, then read-write, as the kernel's spec declares).
-    pub fn dispatch(
-        &self,
-        kernel: &Kernel,
-        params: &[u8],
-        bindings: &[Binding<'_>],
-        groups: [u32; 3],
-    ) {
+    pub fn dispatch(&self, kernel: &Kernel, params: &[u8], bindings: &[Binding<'_>], groups: [u32; 3]) {
         assert_eq!(
             bindings.len() as u32,
             kernel.read_only + kernel.read_write,
@@ -282,11 +258,7 @@ impl Gpu {
             return;
         }
         let max = self.inner.limits.max_compute_workgroups_per_dimension;
-        assert!(
-            groups.iter().all(|&g| g <= max),
-            "kernel {}: grid {groups:?} exceeds {max}",
-            kernel.name
-        );
+        assert!(groups.iter().all(|&g| g <= max), "kernel {}: grid {groups:?} exceeds {max}", kernel.name);
         let mut rec = self.inner.rec.lock().unwrap();
         let slot = rec.params.len().div_ceil(rec.align) * rec.align;
         if slot + params.len().max(16) > ARENA_BYTES as usize {
@@ -309,7 +281,9 @@ impl Gpu {
             }),
         });
         for (i, b) in bindings.iter().enumerate() {
-            let bytes = (b.bytes.div_ceil(4) * 4).clamp(4, b.buffer.bucket_bytes());
+            // Whole vec4s, so vec4 kernels can read the last partial one (buckets are multiples
+            // of 16 bytes, so this stays inside the buffer).
+            let bytes = (b.bytes.div_ceil(16) * 16).clamp(16, b.buffer.bucket_bytes());
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -319,14 +293,11 @@ impl Gpu {
                 }),
             });
         }
-        let bind_group = self
-            .inner
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &kernel.layout.0,
-                entries: &entries,
-            });
+        let bind_group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &kernel.layout.0,
+            entries: &entries,
+        });
         let pass = self.open_pass(&mut rec);
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
@@ -337,14 +308,11 @@ impl Gpu {
     fn open_pass<'r>(&self, rec: &'r mut Recorder) -> &'r mut wgpu::ComputePass<'static> {
         if rec.pass.is_none() {
             let device = &self.inner.device;
-            let enc = rec.encoder.get_or_insert_with(|| {
-                device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
-            });
+            let enc = rec
+                .encoder
+                .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default()));
             let pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: None,
-                })
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None })
                 .forget_lifetime();
             rec.pass = Some(pass);
         }
@@ -356,9 +324,9 @@ impl Gpu {
         let mut rec = self.inner.rec.lock().unwrap();
         rec.pass = None; // ends the open pass
         let device = &self.inner.device;
-        let enc = rec.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
-        });
+        let enc = rec
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default()));
         f(enc);
     }
 
@@ -402,10 +370,7 @@ impl Gpu {
     fn wait(&self) {
         self.inner
             .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
             .expect("GPU device poll failed (device lost?)");
     }
 }

@@ -32,9 +32,7 @@ impl BufferKind {
     fn usage(self) -> wgpu::BufferUsages {
         match self {
             BufferKind::Storage => {
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
             }
             BufferKind::Readback => wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         }
@@ -60,12 +58,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn acquire(
-        &mut self,
-        device: &wgpu::Device,
-        kind: BufferKind,
-        bytes: u64,
-    ) -> (wgpu::Buffer, u64) {
+    pub fn acquire(&mut self, device: &wgpu::Device, kind: BufferKind, bytes: u64) -> (wgpu::Buffer, u64) {
         let size = bucket_size(bytes);
         let buffer = match self.free.get_mut(&(kind, size)).and_then(Vec::pop) {
             Some(b) => {
@@ -120,10 +113,7 @@ mod tests {
         assert_eq!(bucket_size(1025), 1280);
         for bytes in [1000u64, 4097, 65_537, 1 << 20, 33_554_433, 123_456_789] {
             let b = bucket_size(bytes);
-            assert!(
-                b >= bytes && (b as f64) <= bytes as f64 * 1.25 + 256.0,
-                "{bytes} -> {b}"
-            );
+            assert!(b >= bytes && (b as f64) <= bytes as f64 * 1.25 + 256.0, "{bytes} -> {b}");
         }
     }
 }

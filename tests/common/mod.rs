@@ -31,20 +31,11 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64)
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let ok = (g - w).abs() <= atol + rtol * w.abs() || (g.is_nan() && w.is_nan());
-        assert!(
-            ok,
-            "{what}: element {i}: got {g}, want {w} (rtol {rtol}, atol {atol})"
-        );
+        assert!(ok, "{what}: element {i}: got {g}, want {w} (rtol {rtol}, atol {atol})");
     }
 }
 
-pub fn assert_tensor_close<T: TensorOps>(
-    what: &str,
-    got: &T,
-    want: &CpuTensor,
-    rtol: f64,
-    atol: f64,
-) {
+pub fn assert_tensor_close<T: TensorOps>(what: &str, got: &T, want: &CpuTensor, rtol: f64, atol: f64) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
     assert_close(what, &got.to_host(), &want.data, rtol, atol);
 }
