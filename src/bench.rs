@@ -1,8 +1,9 @@
 //! `resflow bench`: kernel throughput against the device's own measured peak.
 //!
 //! Each row is the median of several timed repetitions after a warm-up. A repetition is timed
-//! with GPU timestamps where the adapter has them (`RESFLOW_WALLCLOCK=1` forces wall-clock),
-//! otherwise by the wall-clock around a sync; the `timer` key says which.
+//! with GPU timestamps where the adapter has them and is not a CPU adapter (see `GpuTimer`;
+//! `RESFLOW_WALLCLOCK=1` forces wall-clock), otherwise by the wall-clock around a sync; the
+//! `timer` key says which.
 
 use std::time::Instant;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::kernels::grid_1d;
-use crate::gpu::{Binding, DeviceBuffer, Gpu, KernelSpec};
+use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
     self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, Binary, Dist, Reduce, ShapeError,
     TensorOps, Unary,
@@ -91,23 +91,27 @@ struct RandomParams {
 }
 
 /// The matmul kernels: `Scalar` (register-blocked, any shape), `Vec4` (register-blocked with
-/// vec4 loads and 16×16 blocks per invocation; the CPU-adapter default when the shape allows)
-/// and `Tiled` (workgroup-memory tiles; the default on real GPUs).
+/// vec4 loads, 16×16 outputs per invocation), `Tiled` (workgroup-memory tiles; the default on
+/// real GPUs) and `Texture` (operands staged in textures; the default on CPU adapters, where
+/// texture loads are vector gathers and buffer loads are not). Each falls back to the next
+/// general one when the shape does not fit it (Texture → Vec4 → Scalar).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Scalar,
     Vec4,
     Tiled,
+    Texture,
 }
 
 impl MatmulKernel {
-    /// The adapter's default; `RESFLOW_MATMUL=scalar|vec4|tiled` overrides it.
+    /// The adapter's default; `RESFLOW_MATMUL=scalar|vec4|tiled|texture` overrides it.
     pub fn default_for(gpu: &Gpu) -> MatmulKernel {
         match std::env::var("RESFLOW_MATMUL").as_deref() {
             Ok("tiled") => MatmulKernel::Tiled,
             Ok("scalar") => MatmulKernel::Scalar,
             Ok("vec4") => MatmulKernel::Vec4,
-            _ if gpu.is_cpu() => MatmulKernel::Vec4,
+            Ok("texture") => MatmulKernel::Texture,
+            _ if gpu.is_cpu() => MatmulKernel::Texture,
             _ => MatmulKernel::Tiled,
         }
     }
@@ -185,7 +189,7 @@ impl Tensor {
     }
 
     pub fn binding(&self) -> Binding<'_> {
-        Binding { buffer: &self.buf, bytes: bytes_of(self.numel()) }
+        Binding::Buffer { buffer: &self.buf, bytes: bytes_of(self.numel()) }
     }
 
     /// Matmul with an explicit kernel choice (tests and benches compare both).
@@ -208,14 +212,23 @@ impl Tensor {
             pad2: 0,
         };
         let kernel = match kernel {
+            MatmulKernel::Texture if !self.texture_fits(batch, m, k, n) => MatmulKernel::Vec4,
+            other => other,
+        };
+        let kernel = match kernel {
             MatmulKernel::Vec4 if !MatmulKernel::vec4_fits(m, k, n, ta, tb) => MatmulKernel::Scalar,
             other => other,
         };
+        if kernel == MatmulKernel::Texture {
+            self.matmul_texture(other, &out, (batch, m, k, n), ta, tb);
+            return Ok(out);
+        }
         // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4.
         let (shader, tile) = match kernel {
             MatmulKernel::Scalar => ("matmul", 64),
             MatmulKernel::Vec4 => ("matmul_vec4", 128),
             MatmulKernel::Tiled => ("matmul_tiled", 64),
+            MatmulKernel::Texture => unreachable!("handled above"),
         };
         let spec =
             KernelSpec::new(shader, "main", 2, 1).with("TRANS_A", ta as u8 as f64).with("TRANS_B", tb as u8 as f64);
@@ -229,6 +242,97 @@ impl Tensor {
             groups,
         );
         Ok(out)
+    }
+
+    /// Whether the texture matmul's staged operands fit the adapter's texture limits.
+    fn texture_fits(&self, batch: usize, m: usize, k: usize, n: usize) -> bool {
+        let l = self.gpu.limits();
+        let max = l.max_texture_dimension_2d as usize;
+        m.div_ceil(64) * 64 <= max
+            && k.div_ceil(4) * 4 <= max
+            && n.div_ceil(64) * 16 <= max
+            && batch <= l.max_texture_array_layers as usize
+    }
+
+    /// Copies this matrix (2-D, or 3-D batched) into a zero-padded texture of `width` texels
+    /// and `height` rows per layer, as the logical `[rows, cols]` matrix (transposed if `trans`).
+    fn stage_texture(&self, rows: usize, cols: usize, trans: bool, width: usize, height: usize) -> DeviceTexture {
+        #[repr(C)]
+        #[derive(Clone, Copy, Pod, Zeroable)]
+        struct StageParams {
+            rows: u32,
+            cols: u32,
+            row_stride: u32,
+            col_stride: u32,
+            batch_stride: u32,
+            width: u32,
+            height: u32,
+            layers: u32,
+        }
+        let layers = if self.shape.len() == 3 { self.shape[0] } else { 1 };
+        let tex = self.gpu.alloc_texture(width as u32, height as u32, layers as u32);
+        let params = StageParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            row_stride: if trans { 1 } else { cols } as u32,
+            col_stride: if trans { rows } else { 1 } as u32,
+            batch_stride: (rows * cols) as u32,
+            width: width as u32,
+            height: height as u32,
+            layers: layers as u32,
+        };
+        let aligned = !trans && cols.is_multiple_of(4);
+        let spec = KernelSpec::with_slots("texture_stage", "main", vec![Slot::ReadOnly, Slot::StorageTexture])
+            .with("ALIGNED", aligned as u8 as f64);
+        let k = self.gpu.kernel(&spec);
+        let groups = [width.div_ceil(16) as u32, height.div_ceil(16) as u32, layers as u32];
+        self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), Binding::Texture(&tex)], groups);
+        tex
+    }
+
+    fn matmul_texture(
+        &self,
+        other: &Tensor,
+        out: &Tensor,
+        (batch, m, k, n): (usize, usize, usize, usize),
+        ta: bool,
+        tb: bool,
+    ) {
+        #[repr(C)]
+        #[derive(Clone, Copy, Pod, Zeroable)]
+        struct TexMatmulParams {
+            m: u32,
+            n: u32,
+            k4: u32,
+            ldc: u32,
+            batch_c: u32,
+            a_layer_step: u32,
+            b_layer_step: u32,
+            pad: u32,
+        }
+        // Padded to the 64×64 output tile of a workgroup, so no load leaves the textures.
+        let (m_pad, k4, n_pad) = (m.div_ceil(64) * 64, k.div_ceil(4), n.div_ceil(64) * 64);
+        let ta_tex = self.stage_texture(m, k, ta, k4, m_pad);
+        let tb_tex = other.stage_texture(k, n, tb, n_pad / 4, k4 * 4);
+        let params = TexMatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k4: k4 as u32,
+            ldc: n as u32,
+            batch_c: (m * n) as u32,
+            a_layer_step: (self.shape.len() == 3) as u32,
+            b_layer_step: (other.shape.len() == 3) as u32,
+            pad: 0,
+        };
+        let slots = vec![Slot::Texture, Slot::Texture, Slot::ReadWrite];
+        let kern = self.gpu.kernel(&KernelSpec::with_slots("matmul_texture", "main", slots));
+        let groups = [n_pad.div_ceil(64) as u32, m_pad.div_ceil(64) as u32, batch as u32];
+        self.gpu.dispatch(
+            &kern,
+            bytemuck::bytes_of(&params),
+            &[Binding::Texture(&ta_tex), Binding::Texture(&tb_tex), out.binding()],
+            groups,
+        );
     }
 
     /// A deep copy into a fresh buffer.

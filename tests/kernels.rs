@@ -122,7 +122,7 @@ fn matmul_both_kernels_match_reference() {
         (4, 8, 12),
         (260, 36, 8),
     ];
-    for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled] {
+    for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled, MatmulKernel::Texture] {
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let sa = if ta { [k, m] } else { [m, k] };
@@ -212,7 +212,7 @@ fn results_do_not_depend_on_runtime_checks() {
         let a4 = Tensor::from_slice(gpu, &values(132 * 68, -1.0, 1.0, 82), &[132, 68]).unwrap();
         let b4 = Tensor::from_slice(gpu, &values(68 * 260, -1.0, 1.0, 83), &[68, 260]).unwrap();
         let mut out = Vec::new();
-        for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled] {
+        for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled, MatmulKernel::Texture] {
             out.push(a.matmul_using(&b, false, false, kernel).unwrap().to_vec());
             out.push(a4.matmul_using(&b4, false, false, kernel).unwrap().to_vec());
             out.push(a4.matmul_using(&a4, true, false, kernel).unwrap().to_vec());

@@ -1,7 +1,7 @@
 //! WGSL kernels: the registry of shader files, their bind-group convention and compilation.
 //!
-//! Convention for every kernel: `@binding(0)` is a uniform of parameters, then `read_only`
-//! storage buffers, then `read_write` storage buffers, all in `@group(0)`.
+//! Convention for every kernel: `@binding(0)` is a uniform of parameters, then the kernel's
+//! slots in order (storage buffers, sampled textures, storage textures), all in `@group(0)`.
 
 /// Every shader file of the project, by name. The naga test validates each of them.
 pub const SHADERS: &[(&str, &str)] = &[
@@ -12,6 +12,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_vec4", include_str!("../../shaders/matmul_vec4.wgsl")),
+    ("matmul_texture", include_str!("../../shaders/matmul_texture.wgsl")),
+    ("texture_stage", include_str!("../../shaders/texture_stage.wgsl")),
     ("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")),
     ("strided_copy", include_str!("../../shaders/strided_copy.wgsl")),
     ("fill", include_str!("../../shaders/fill.wgsl")),
@@ -23,19 +25,37 @@ pub fn source(name: &str) -> &'static str {
     SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or_else(|| panic!("no shader named {name}"))
 }
 
-/// What to compile: a shader's entry point, its binding counts and its override constants.
+/// One binding of a kernel after its uniform parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// `var<storage, read>` buffer.
+    ReadOnly,
+    /// `var<storage, read_write>` buffer.
+    ReadWrite,
+    /// `texture_2d_array<f32>` read with `textureLoad` (unfilterable).
+    Texture,
+    /// `texture_storage_2d_array<rgba32float, write>`.
+    StorageTexture,
+}
+
+/// What to compile: a shader's entry point, its binding slots and its override constants.
 #[derive(Debug, Clone)]
 pub struct KernelSpec {
     pub shader: &'static str,
     pub entry: &'static str,
-    pub read_only: u32,
-    pub read_write: u32,
+    pub slots: Vec<Slot>,
     pub constants: Vec<(&'static str, f64)>,
 }
 
 impl KernelSpec {
+    /// A kernel over `read_only` then `read_write` storage buffers.
     pub fn new(shader: &'static str, entry: &'static str, read_only: u32, read_write: u32) -> Self {
-        KernelSpec { shader, entry, read_only, read_write, constants: Vec::new() }
+        let mut slots = vec![Slot::ReadOnly; read_only as usize];
+        slots.extend(std::iter::repeat_n(Slot::ReadWrite, read_write as usize));
+        KernelSpec::with_slots(shader, entry, slots)
+    }
+    pub fn with_slots(shader: &'static str, entry: &'static str, slots: Vec<Slot>) -> Self {
+        KernelSpec { shader, entry, slots, constants: Vec::new() }
     }
     pub fn with(mut self, name: &'static str, value: f64) -> Self {
         self.constants.push((name, value));
@@ -57,11 +77,10 @@ pub struct Kernel {
     pub name: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: std::sync::Arc<Layout>,
-    pub read_only: u32,
-    pub read_write: u32,
+    pub slots: Vec<Slot>,
 }
 
-pub(crate) fn layout(device: &wgpu::Device, ro: u32, rw: u32) -> Layout {
+pub(crate) fn layout(device: &wgpu::Device, slots: &[Slot]) -> Layout {
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
         binding: 0,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -72,15 +91,30 @@ pub(crate) fn layout(device: &wgpu::Device, ro: u32, rw: u32) -> Layout {
         },
         count: None,
     }];
-    for i in 0..ro + rw {
-        entries.push(wgpu::BindGroupLayoutEntry {
-            binding: i + 1,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only: i < ro },
-                has_dynamic_offset: false,
-                min_binding_size: None,
+    for (i, slot) in slots.iter().enumerate() {
+        let buffer = |read_only| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let ty = match slot {
+            Slot::ReadOnly => buffer(true),
+            Slot::ReadWrite => buffer(false),
+            Slot::Texture => wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2Array,
+                multisampled: false,
             },
+            Slot::StorageTexture => wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::WriteOnly,
+                format: wgpu::TextureFormat::Rgba32Float,
+                view_dimension: wgpu::TextureViewDimension::D2Array,
+            },
+        };
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
             count: None,
         });
     }
@@ -124,7 +158,7 @@ pub(crate) fn compile(
         },
         cache: None,
     });
-    Kernel { name: spec.cache_key(), pipeline, layout, read_only: spec.read_only, read_write: spec.read_write }
+    Kernel { name: spec.cache_key(), pipeline, layout, slots: spec.slots.clone() }
 }
 
 /// Workgroup grid for `groups` 1-D workgroups, folded into y when x would exceed the

@@ -9,11 +9,13 @@
 mod device;
 pub mod kernels;
 mod pool;
+mod texture;
 mod timer;
 
 pub use device::GpuError;
-pub use kernels::{Kernel, KernelSpec};
+pub use kernels::{Kernel, KernelSpec, Slot};
 pub use pool::{bucket_size, BufferKind, PoolStats};
+pub use texture::DeviceTexture;
 pub use timer::GpuTimer;
 
 use std::collections::HashMap;
@@ -38,7 +40,7 @@ pub(crate) struct GpuInner {
     pub features: wgpu::Features,
     pool: Mutex<Pool>,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
-    layouts: Mutex<HashMap<(u32, u32), Arc<kernels::Layout>>>,
+    layouts: Mutex<HashMap<Vec<kernels::Slot>, Arc<kernels::Layout>>>,
     runtime_checks: bool,
     rec: Mutex<Recorder>,
 }
@@ -85,10 +87,10 @@ impl Drop for DeviceBuffer {
     }
 }
 
-/// One binding of a dispatch: a buffer and the byte length the kernel may touch.
-pub struct Binding<'a> {
-    pub buffer: &'a DeviceBuffer,
-    pub bytes: u64,
+/// One binding of a dispatch: a buffer and the byte length the kernel may touch, or a texture.
+pub enum Binding<'a> {
+    Buffer { buffer: &'a DeviceBuffer, bytes: u64 },
+    Texture(&'a DeviceTexture),
 }
 
 impl Gpu {
@@ -167,6 +169,17 @@ impl Gpu {
         DeviceBuffer { gpu: self.clone(), buffer: Some(buffer), bucket, kind }
     }
 
+    /// A pooled `rgba32float` 2-D array texture of `width × height` texels and `layers` layers.
+    pub fn alloc_texture(&self, width: u32, height: u32, layers: u32) -> DeviceTexture {
+        let (texture, view) =
+            self.inner.pool.lock().unwrap().acquire_texture(&self.inner.device, width, height, layers);
+        DeviceTexture::new(self.clone(), texture, view, [width, height, layers])
+    }
+
+    pub(crate) fn release_texture(&self, dims: [u32; 3], texture: wgpu::Texture, view: wgpu::TextureView) {
+        self.inner.pool.lock().unwrap().release_texture(dims, texture, view);
+    }
+
     pub fn pool_stats(&self) -> PoolStats {
         self.inner.pool.lock().unwrap().stats()
     }
@@ -233,27 +246,21 @@ impl Gpu {
         if let Some(k) = self.inner.kernels.lock().unwrap().get(&key) {
             return k.clone();
         }
-        let layout = self.layout(spec.read_only, spec.read_write);
+        let layout = self.layout(&spec.slots);
         let kernel = Arc::new(kernels::compile(&self.inner.device, spec, layout, self.inner.runtime_checks));
         self.inner.kernels.lock().unwrap().insert(key, kernel.clone());
         kernel
     }
 
-    fn layout(&self, ro: u32, rw: u32) -> Arc<kernels::Layout> {
+    fn layout(&self, slots: &[kernels::Slot]) -> Arc<kernels::Layout> {
         let mut layouts = self.inner.layouts.lock().unwrap();
-        layouts.entry((ro, rw)).or_insert_with(|| Arc::new(kernels::layout(&self.inner.device, ro, rw))).clone()
+        layouts.entry(slots.to_vec()).or_insert_with(|| Arc::new(kernels::layout(&self.inner.device, slots))).clone()
     }
 
     /// Records one dispatch of `kernel` with uniform `params` and storage `bindings`
     /// (read-only ones first, then read-write, as the kernel's spec declares).
     pub fn dispatch(&self, kernel: &Kernel, params: &[u8], bindings: &[Binding<'_>], groups: [u32; 3]) {
-        assert_eq!(
-            bindings.len() as u32,
-            kernel.read_only + kernel.read_write,
-            "kernel {} takes {} buffers",
-            kernel.name,
-            kernel.read_only + kernel.read_write
-        );
+        assert_eq!(bindings.len(), kernel.slots.len(), "kernel {} takes {} bindings", kernel.name, kernel.slots.len());
         if groups.contains(&0) {
             return;
         }
@@ -281,17 +288,20 @@ impl Gpu {
             }),
         });
         for (i, b) in bindings.iter().enumerate() {
-            // Whole vec4s, so vec4 kernels can read the last partial one (buckets are multiples
-            // of 16 bytes, so this stays inside the buffer).
-            let bytes = (b.bytes.div_ceil(16) * 16).clamp(16, b.buffer.bucket_bytes());
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b.buffer.raw(),
-                    offset: 0,
-                    size: std::num::NonZeroU64::new(bytes),
-                }),
-            });
+            let resource = match b {
+                Binding::Buffer { buffer, bytes } => {
+                    // Whole vec4s, so vec4 kernels can read the last partial one (buckets are
+                    // multiples of 16 bytes, so this stays inside the buffer).
+                    let bytes = (bytes.div_ceil(16) * 16).clamp(16, buffer.bucket_bytes());
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buffer.raw(),
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(bytes),
+                    })
+                }
+                Binding::Texture(t) => wgpu::BindingResource::TextureView(t.view()),
+            };
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
         let bind_group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,

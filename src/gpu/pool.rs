@@ -54,7 +54,13 @@ pub fn bucket_size(bytes: u64) -> u64 {
 #[derive(Default)]
 pub(crate) struct Pool {
     free: HashMap<(BufferKind, u64), Vec<wgpu::Buffer>>,
+    free_textures: HashMap<[u32; 3], Vec<(wgpu::Texture, wgpu::TextureView)>>,
     stats: PoolStats,
+}
+
+/// Bytes of an `rgba32float` texture.
+pub fn texture_bytes(dims: [u32; 3]) -> u64 {
+    dims.iter().map(|&d| d as u64).product::<u64>() * 16
 }
 
 impl Pool {
@@ -86,6 +92,52 @@ impl Pool {
         self.free.entry((kind, size)).or_default().push(buffer);
     }
 
+    /// Textures are reused by exact size (they stage matmul operands of recurring shapes).
+    pub fn acquire_texture(
+        &mut self,
+        device: &wgpu::Device,
+        width: u32,
+        height: u32,
+        layers: u32,
+    ) -> (wgpu::Texture, wgpu::TextureView) {
+        let dims = [width, height, layers];
+        let bytes = texture_bytes(dims);
+        let pair = match self.free_textures.get_mut(&dims).and_then(Vec::pop) {
+            Some(pair) => {
+                self.stats.cached_bytes -= bytes;
+                pair
+            }
+            None => {
+                self.stats.allocations += 1;
+                let texture = device.create_texture(&wgpu::TextureDescriptor {
+                    label: None,
+                    size: wgpu::Extent3d { width, height, depth_or_array_layers: layers },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+                    view_formats: &[],
+                });
+                let view = texture.create_view(&wgpu::TextureViewDescriptor {
+                    dimension: Some(wgpu::TextureViewDimension::D2Array),
+                    ..Default::default()
+                });
+                (texture, view)
+            }
+        };
+        self.stats.live_bytes += bytes;
+        self.stats.peak_bytes = self.stats.peak_bytes.max(self.stats.live_bytes);
+        pair
+    }
+
+    pub fn release_texture(&mut self, dims: [u32; 3], texture: wgpu::Texture, view: wgpu::TextureView) {
+        let bytes = texture_bytes(dims);
+        self.stats.live_bytes -= bytes;
+        self.stats.cached_bytes += bytes;
+        self.free_textures.entry(dims).or_default().push((texture, view));
+    }
+
     pub fn stats(&self) -> PoolStats {
         self.stats
     }
@@ -97,6 +149,7 @@ impl Pool {
     /// Drops every cached buffer (the memory goes back to the driver).
     pub fn trim(&mut self) {
         self.free.clear();
+        self.free_textures.clear();
         self.stats.cached_bytes = 0;
     }
 }

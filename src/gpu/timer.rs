@@ -12,10 +12,13 @@ pub struct GpuTimer {
 }
 
 impl GpuTimer {
-    /// `None` when the adapter cannot write timestamps inside encoders.
+    /// `None` when the adapter cannot write timestamps inside encoders, and on CPU adapters:
+    /// lavapipe offers them, but after texture work its end stamps stop waiting for the
+    /// dispatches in between (a 16 M-element kernel read as 0.06 ms), so wall-clock around a
+    /// sync is the honest measure there.
     pub fn new(gpu: &Gpu) -> Option<GpuTimer> {
         let needed = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        if !gpu.features().contains(needed) || std::env::var_os("RESFLOW_WALLCLOCK").is_some() {
+        if !gpu.features().contains(needed) || gpu.is_cpu() || std::env::var_os("RESFLOW_WALLCLOCK").is_some() {
             return None;
         }
         let device = &gpu.inner.device;
