@@ -7,7 +7,9 @@
 //! - [`reference`]: the f64 CPU reference, the oracle for tests;
 //! - [`tape`]: the explicit reverse-mode tape and the VJP rules.
 
+pub mod activation;
 pub mod bench;
+mod conv;
 pub mod gpu;
 pub mod ops;
 pub mod reference;
@@ -15,7 +17,7 @@ pub mod tape;
 pub mod tensor;
 
 pub use gpu::{Gpu, GpuError};
-pub use ops::{Binary, Dist, Reduce, TensorOps, Unary};
+pub use ops::{ActFn, Activation, Binary, Dist, Reduce, TensorOps, Unary};
 pub use reference::CpuTensor;
 pub use tape::{Gradients, Tape, Var};
 pub use tensor::{MatmulKernel, Tensor};

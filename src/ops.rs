@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub use crate::activation::{ActFn, Activation};
+
 /// Elementwise unary ops. `Affine(a, b)` is `a·x + b` (scalar add, scale, negation in one).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Unary {
@@ -255,6 +257,24 @@ pub trait TensorOps: Clone + Sized + 'static {
     /// Repeats along broadcast axes (size-1 or missing on the left) to reach `shape`.
     fn broadcast_to(&self, shape: &[usize]) -> Self;
 
+    /// 2-D convolution, stride 1, "same" padding k/2: x [N, Ci, H, W], w [Co, Ci, k, k] (odd k)
+    /// → [N, Co, H, W].
+    fn try_conv2d(&self, w: &Self) -> Result<Self, ShapeError>;
+    fn conv2d(&self, w: &Self) -> Self {
+        self.try_conv2d(w).unwrap_or_else(|e| panic!("{e}"))
+    }
+    /// The adjoint of `conv2d(·, w)`: u [N, Co, H, W] → [N, Ci, H, W] (the input VJP, and the
+    /// transposed convolution of the power iteration).
+    fn conv_transpose2d(&self, w: &Self) -> Self;
+    /// The weight VJP of `conv2d`: x [N, Ci, H, W] and gy [N, Co, H, W] → [Co, Ci, k, k].
+    fn conv2d_grad_weight(&self, gy: &Self, k: usize) -> Self;
+    /// Space-to-depth ×2: [B, C, 2H, 2W] → [B, 4C, H, W], channel 4c + 2i + j.
+    fn squeeze2(&self) -> Self;
+    /// Depth-to-space ×2, the inverse of `squeeze2`.
+    fn unsqueeze2(&self) -> Self;
+    /// `[gy ·] F(x; β)` for an activation piece (β: a one-element tensor, LipSwish only).
+    fn activation(&self, act: Activation, f: ActFn, beta: Option<&Self>, gy: Option<&Self>) -> Self;
+
     // Conveniences built from the ops above.
     fn add(&self, o: &Self) -> Self {
         self.binary(Binary::Add, o)
@@ -306,4 +326,30 @@ pub fn pad4_strides(s: &[usize]) -> [u32; 4] {
         out[4 - s.len() + i] = *v as u32;
     }
     out
+}
+
+/// Checks the operands of `conv2d` and returns (n, ci, h, w, co, k).
+pub fn conv_shape(x: &[usize], w: &[usize]) -> Result<(usize, usize, usize, usize, usize, usize), ShapeError> {
+    let err = |why: &str| ShapeError(format!("conv2d of {x:?} with weights {w:?}: {why}"));
+    if x.len() != 4 || w.len() != 4 {
+        return Err(err("input [N, C, H, W] and weights [Co, Ci, k, k] expected"));
+    }
+    if w[1] != x[1] {
+        return Err(err("input channels differ"));
+    }
+    if w[2] != w[3] || w[2].is_multiple_of(2) {
+        return Err(err("only square kernels of odd size are supported"));
+    }
+    Ok((x[0], x[1], x[2], x[3], w[0], w[2]))
+}
+
+/// Checks the operand of `squeeze2` (even spatial sizes).
+pub fn squeeze_shape(x: &[usize]) -> Vec<usize> {
+    assert!(x.len() == 4 && x[2].is_multiple_of(2) && x[3].is_multiple_of(2), "squeeze2 needs [B, C, 2H, 2W], got {x:?}");
+    vec![x[0], 4 * x[1], x[2] / 2, x[3] / 2]
+}
+
+pub fn unsqueeze_shape(x: &[usize]) -> Vec<usize> {
+    assert!(x.len() == 4 && x[1].is_multiple_of(4), "unsqueeze2 needs [B, 4C, H, W], got {x:?}");
+    vec![x[0], x[1] / 4, x[2] * 2, x[3] * 2]
 }

@@ -2,7 +2,8 @@
 //! for the kernel tests and, through the shared VJP rules, for the finite-difference checks.
 
 use crate::ops::{
-    self, broadcast_shape, broadcast_strides, numel, strides, Binary, Dist, Reduce, ShapeError, TensorOps, Unary,
+    self, broadcast_shape, broadcast_strides, numel, strides, ActFn, Activation, Binary, Dist, Reduce, ShapeError,
+    TensorOps, Unary,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,6 +213,134 @@ impl TensorOps for CpuTensor {
         let s = broadcast_strides(&self.shape, shape);
         let data = (0..numel(shape)).map(|i| self.data[dot(&unravel(i, shape), &s)]).collect();
         CpuTensor::new(data, shape)
+    }
+    fn try_conv2d(&self, w: &Self) -> Result<Self, ShapeError> {
+        let (n, ci, h, wd, co, k) = ops::conv_shape(&self.shape, &w.shape)?;
+        let pad = (k / 2) as isize;
+        let mut out = vec![0.0; n * co * h * wd];
+        for b in 0..n {
+            for o in 0..co {
+                for y in 0..h {
+                    for x in 0..wd {
+                        let mut s = 0.0;
+                        for c in 0..ci {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (yy, xx) = (y as isize + ky as isize - pad, x as isize + kx as isize - pad);
+                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                                        s += w.data[((o * ci + c) * k + ky) * k + kx]
+                                            * self.data[((b * ci + c) * h + yy as usize) * wd + xx as usize];
+                                    }
+                                }
+                            }
+                        }
+                        out[((b * co + o) * h + y) * wd + x] = s;
+                    }
+                }
+            }
+        }
+        Ok(CpuTensor::new(out, &[n, co, h, wd]))
+    }
+    fn conv_transpose2d(&self, w: &Self) -> Self {
+        let (n, co, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
+        let (ci, k) = (w.shape[1], w.shape[2]);
+        assert_eq!(w.shape[0], co, "conv_transpose2d: channels of {:?} vs weights {:?}", self.shape, w.shape);
+        let pad = (k / 2) as isize;
+        // Scatter form of the adjoint: every output of conv2d spreads back over its window.
+        let mut out = vec![0.0; n * ci * h * wd];
+        for b in 0..n {
+            for o in 0..co {
+                for y in 0..h {
+                    for x in 0..wd {
+                        let g = self.data[((b * co + o) * h + y) * wd + x];
+                        for c in 0..ci {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (yy, xx) = (y as isize + ky as isize - pad, x as isize + kx as isize - pad);
+                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                                        out[((b * ci + c) * h + yy as usize) * wd + xx as usize] +=
+                                            g * w.data[((o * ci + c) * k + ky) * k + kx];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        CpuTensor::new(out, &[n, ci, h, wd])
+    }
+    fn conv2d_grad_weight(&self, gy: &Self, k: usize) -> Self {
+        let (n, ci, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
+        let co = gy.shape[1];
+        let pad = (k / 2) as isize;
+        let mut out = vec![0.0; co * ci * k * k];
+        for b in 0..n {
+            for o in 0..co {
+                for y in 0..h {
+                    for x in 0..wd {
+                        let g = gy.data[((b * co + o) * h + y) * wd + x];
+                        for c in 0..ci {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (yy, xx) = (y as isize + ky as isize - pad, x as isize + kx as isize - pad);
+                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                                        out[((o * ci + c) * k + ky) * k + kx] +=
+                                            g * self.data[((b * ci + c) * h + yy as usize) * wd + xx as usize];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        CpuTensor::new(out, &[co, ci, k, k])
+    }
+    fn squeeze2(&self) -> Self {
+        let shape = ops::squeeze_shape(&self.shape);
+        let (b, c, h, w) = (self.shape[0], self.shape[1], shape[2], shape[3]);
+        let mut out = vec![0.0; self.numel()];
+        for bi in 0..b {
+            for ci in 0..c {
+                for i in 0..2 {
+                    for j in 0..2 {
+                        for y in 0..h {
+                            for x in 0..w {
+                                out[((bi * 4 * c + 4 * ci + 2 * i + j) * h + y) * w + x] =
+                                    self.data[((bi * c + ci) * 2 * h + 2 * y + i) * 2 * w + 2 * x + j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        CpuTensor::new(out, &shape)
+    }
+    fn unsqueeze2(&self) -> Self {
+        let shape = ops::unsqueeze_shape(&self.shape);
+        let (b, c, h, w) = (shape[0], shape[1], self.shape[2], self.shape[3]);
+        let mut out = vec![0.0; self.numel()];
+        for bi in 0..b {
+            for ci in 0..c {
+                for i in 0..2 {
+                    for j in 0..2 {
+                        for y in 0..h {
+                            for x in 0..w {
+                                out[((bi * c + ci) * 2 * h + 2 * y + i) * 2 * w + 2 * x + j] =
+                                    self.data[((bi * 4 * c + 4 * ci + 2 * i + j) * h + y) * w + x];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        CpuTensor::new(out, &shape)
+    }
+    fn activation(&self, act: Activation, f: ActFn, beta: Option<&Self>, gy: Option<&Self>) -> Self {
+        let b = beta.map_or(1.0, |t| t.data[0]);
+        let data = (0..self.data.len()).map(|i| gy.map_or(1.0, |g| g.data[i]) * act.eval(f, self.data[i], b)).collect();
+        CpuTensor::new(data, &self.shape)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::ops::{numel, Binary, Reduce, TensorOps, Unary};
+use crate::ops::{numel, ActFn, Activation, Binary, Reduce, TensorOps, Unary};
 
 type Vjp<T> = Box<dyn FnOnce(&T) -> Vec<Option<T>>>;
 
@@ -293,5 +293,76 @@ impl<T: TensorOps> Tape<T> {
         let y = x.value.broadcast_to(shape);
         let orig = x.shape().to_vec();
         self.record(y, &[x], move |g| vec![Some(g.sum_to_shape(&orig))])
+    }
+
+    /// conv2d(x, w): stride 1, "same" padding.
+    pub fn conv2d(&self, x: &Var<T>, w: &Var<T>) -> Var<T> {
+        let y = x.value.conv2d(&w.value);
+        let (xv, wv) = (x.value.clone(), w.value.clone());
+        let (want_x, want_w) = (x.is_tracked(), w.is_tracked());
+        let k = w.shape()[2];
+        self.record(y, &[x, w], move |g| {
+            vec![want_x.then(|| g.conv_transpose2d(&wv)), want_w.then(|| xv.conv2d_grad_weight(g, k))]
+        })
+    }
+
+    /// The adjoint of conv2d(·, w) applied to u. Linear in u with adjoint conv2d; in w,
+    /// ⟨g, convᵀ(u; w)⟩ = ⟨conv(g; w), u⟩ gives the weight gradient grad_weight(g, u).
+    pub fn conv_transpose2d(&self, u: &Var<T>, w: &Var<T>) -> Var<T> {
+        let y = u.value.conv_transpose2d(&w.value);
+        let (uv, wv) = (u.value.clone(), w.value.clone());
+        let (want_u, want_w) = (u.is_tracked(), w.is_tracked());
+        let k = w.shape()[2];
+        self.record(y, &[u, w], move |g| {
+            vec![want_u.then(|| g.conv2d(&wv)), want_w.then(|| g.conv2d_grad_weight(&uv, k))]
+        })
+    }
+
+    pub fn squeeze2(&self, x: &Var<T>) -> Var<T> {
+        let y = x.value.squeeze2();
+        self.record(y, &[x], |g| vec![Some(g.unsqueeze2())])
+    }
+
+    pub fn unsqueeze2(&self, x: &Var<T>) -> Var<T> {
+        let y = x.value.unsqueeze2();
+        self.record(y, &[x], |g| vec![Some(g.squeeze2())])
+    }
+
+    /// φ(x) for an activation; `beta` is LipSwish's β (a one-element tensor, usually
+    /// softplus of a raw parameter, recorded on this tape).
+    pub fn activation(&self, x: &Var<T>, act: Activation, beta: Option<&Var<T>>) -> Var<T> {
+        self.activation_piece(x, act, beta, ActFn::Value)
+    }
+
+    /// φ'(x) as an op of its own: the recorded JVP of the Neumann surrogate needs it, and its
+    /// VJP needs φ'' and ∂φ'/∂β.
+    pub fn activation_derivative(&self, x: &Var<T>, act: Activation, beta: Option<&Var<T>>) -> Var<T> {
+        self.activation_piece(x, act, beta, ActFn::D1)
+    }
+
+    fn activation_piece(&self, x: &Var<T>, act: Activation, beta: Option<&Var<T>>, f: ActFn) -> Var<T> {
+        assert_eq!(beta.is_some(), act.has_beta(), "{act:?} {} a β", if act.has_beta() { "needs" } else { "takes no" });
+        let bv = beta.map(|b| b.value.clone());
+        let y = x.value.activation(act, f, bv.as_ref(), None);
+        let xv = x.value.clone();
+        let want_beta = beta.is_some_and(|b| b.is_tracked());
+        let (dx, dbeta) = match f {
+            ActFn::Value => (ActFn::D1, ActFn::DBeta),
+            ActFn::D1 => (ActFn::D2, ActFn::D1Beta),
+            other => panic!("{other:?} has no recorded VJP"),
+        };
+        let mut inputs = vec![x];
+        if let Some(b) = beta {
+            inputs.push(b);
+        }
+        self.record(y, &inputs, move |g| {
+            let gx = xv.activation(act, dx, bv.as_ref(), Some(g));
+            let mut grads = vec![Some(gx)];
+            if let Some(b) = &bv {
+                let gb = want_beta.then(|| xv.activation(act, dbeta, Some(b), Some(g)).sum_all().reshape(b.shape()));
+                grads.push(gb);
+            }
+            grads
+        })
     }
 }

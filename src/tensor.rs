@@ -7,8 +7,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
-    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, Binary, Dist, Reduce, ShapeError,
-    TensorOps, Unary,
+    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ActFn, Activation, Binary, Dist,
+    Reduce, ShapeError, TensorOps, Unary,
 };
 use crate::reference::{reduced_shape, split_axis};
 
@@ -560,5 +560,23 @@ impl TensorOps for Tensor {
             (0, pad4_strides(&strides(shape))),
         );
         out
+    }
+    fn try_conv2d(&self, w: &Self) -> Result<Self, ShapeError> {
+        self.conv2d_gpu(w)
+    }
+    fn conv_transpose2d(&self, w: &Self) -> Self {
+        self.conv_transpose2d_gpu(w)
+    }
+    fn conv2d_grad_weight(&self, gy: &Self, k: usize) -> Self {
+        self.conv2d_grad_weight_gpu(gy, k)
+    }
+    fn squeeze2(&self) -> Self {
+        self.squeeze_gpu(false)
+    }
+    fn unsqueeze2(&self) -> Self {
+        self.squeeze_gpu(true)
+    }
+    fn activation(&self, act: Activation, f: ActFn, beta: Option<&Self>, gy: Option<&Self>) -> Self {
+        self.activation_gpu(act, f, beta, gy)
     }
 }

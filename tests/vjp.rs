@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu, values};
-use resflow::{Binary, CpuTensor, Reduce, Tape, Tensor, TensorOps, Unary, Var};
+use resflow::{Activation, Binary, CpuTensor, Reduce, Tape, Tensor, TensorOps, Unary, Var};
 
 /// One graph to differentiate: an op applied to its inputs.
 #[derive(Debug, Clone)]
@@ -20,6 +20,14 @@ enum Case {
     BroadcastTo(Vec<usize>, Vec<usize>),
     /// A small chain mixing several ops (gradient accumulation through reuse).
     Chain,
+    /// conv2d(x [N,Ci,H,W], w [Co,Ci,k,k]).
+    Conv(Vec<usize>, Vec<usize>),
+    /// conv_transpose2d(u [N,Co,H,W], w [Co,Ci,k,k]).
+    ConvT(Vec<usize>, Vec<usize>),
+    Squeeze,
+    Unsqueeze,
+    /// An activation (or its derivative, with `true`); LipSwish takes β = softplus(β_raw).
+    Act(Activation, bool),
 }
 
 impl Case {
@@ -35,6 +43,11 @@ impl Case {
             Case::Concat(_) => vec![vec![2, 3, 4], vec![2, 3, 4]],
             Case::BroadcastTo(s, _) => vec![s.clone()],
             Case::Chain => vec![vec![4, 3], vec![3, 2]],
+            Case::Conv(x, w) | Case::ConvT(x, w) => vec![x.clone(), w.clone()],
+            Case::Squeeze => vec![vec![2, 3, 4, 6]],
+            Case::Unsqueeze => vec![vec![2, 8, 3, 2]],
+            Case::Act(a, _) if a.has_beta() => vec![vec![3, 7], vec![1]],
+            Case::Act(..) => vec![vec![3, 7]],
         }
     }
 
@@ -58,6 +71,18 @@ impl Case {
             Case::Slice(axis, start, len) => tape.slice(&x[0], *axis, *start, *len),
             Case::Concat(axis) => tape.concat(&[&x[0], &x[1]], *axis),
             Case::BroadcastTo(_, to) => tape.broadcast_to(&x[0], to),
+            Case::Conv(..) => tape.conv2d(&x[0], &x[1]),
+            Case::ConvT(..) => tape.conv_transpose2d(&x[0], &x[1]),
+            Case::Squeeze => tape.squeeze2(&x[0]),
+            Case::Unsqueeze => tape.unsqueeze2(&x[0]),
+            Case::Act(act, derivative) => {
+                let beta = act.has_beta().then(|| tape.unary(&x[1], Unary::Softplus));
+                if *derivative {
+                    tape.activation_derivative(&x[0], *act, beta.as_ref())
+                } else {
+                    tape.activation(&x[0], *act, beta.as_ref())
+                }
+            }
             Case::Chain => {
                 let h = tape.matmul(&x[0], &x[1], false, false);
                 let s = tape.unary(&h, Unary::Tanh);
@@ -128,7 +153,17 @@ fn cases() -> Vec<Case> {
         Case::Concat(2),
         Case::BroadcastTo(vec![3, 1], vec![2, 3, 4]),
         Case::Chain,
+        Case::Conv(vec![2, 3, 4, 5], vec![2, 3, 3, 3]),
+        Case::Conv(vec![1, 5, 3, 3], vec![3, 5, 1, 1]),
+        Case::Conv(vec![1, 2, 5, 4], vec![3, 2, 5, 5]),
+        Case::ConvT(vec![2, 2, 4, 5], vec![2, 3, 3, 3]),
+        Case::Squeeze,
+        Case::Unsqueeze,
     ]);
+    for act in [Activation::LipSwish, Activation::Elu, Activation::Softplus] {
+        cases.push(Case::Act(act, false));
+        cases.push(Case::Act(act, true));
+    }
     cases
 }
 

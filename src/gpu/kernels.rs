@@ -19,6 +19,13 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("fill", include_str!("../../shaders/fill.wgsl")),
     ("random", include_str!("../../shaders/random.wgsl")),
     ("peak", include_str!("../../shaders/peak.wgsl")),
+    ("conv_stage_input", include_str!("../../shaders/conv_stage_input.wgsl")),
+    ("conv_stage_weight", include_str!("../../shaders/conv_stage_weight.wgsl")),
+    ("conv_stage_output", include_str!("../../shaders/conv_stage_output.wgsl")),
+    ("conv_gemm", include_str!("../../shaders/conv_gemm.wgsl")),
+    ("conv_grad_weight", include_str!("../../shaders/conv_grad_weight.wgsl")),
+    ("activation", include_str!("../../shaders/activation.wgsl")),
+    ("squeeze", include_str!("../../shaders/squeeze.wgsl")),
 ];
 
 pub fn source(name: &str) -> &'static str {

@@ -1,0 +1,88 @@
+//! The activations of the Lipschitz networks and the derivative pieces their VJPs need
+//! (DESIGN.md §2): LipSwish with a learnable β, and ELU and softplus for the ablations.
+
+/// Which activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// φ(x) = x·σ(βx)/1.1 with β = softplus(β_raw); slope in (-0.091, 0.99985].
+    LipSwish,
+    /// ELU with α = 1 (1-Lipschitz).
+    Elu,
+    /// log(1 + eˣ) (1-Lipschitz).
+    Softplus,
+}
+
+/// Which function of x (and β) a kernel evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActFn {
+    /// φ(x)
+    Value,
+    /// φ'(x)
+    D1,
+    /// φ''(x)
+    D2,
+    /// ∂φ/∂β
+    DBeta,
+    /// ∂φ'/∂β
+    D1Beta,
+}
+
+impl Activation {
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::LipSwish => 0,
+            Activation::Elu => 1,
+            Activation::Softplus => 2,
+        }
+    }
+    /// Whether the activation has the learnable β.
+    pub fn has_beta(self) -> bool {
+        self == Activation::LipSwish
+    }
+
+    /// The f64 reference of every piece.
+    pub fn eval(self, f: ActFn, x: f64, beta: f64) -> f64 {
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        match self {
+            Activation::LipSwish => {
+                let s = sigmoid(beta * x);
+                let ds = s * (1.0 - s);
+                match f {
+                    ActFn::Value => x * s / 1.1,
+                    ActFn::D1 => (s + beta * x * ds) / 1.1,
+                    ActFn::D2 => beta * ds * (2.0 + beta * x * (1.0 - 2.0 * s)) / 1.1,
+                    ActFn::DBeta => x * x * ds / 1.1,
+                    ActFn::D1Beta => x * ds * (2.0 + beta * x * (1.0 - 2.0 * s)) / 1.1,
+                }
+            }
+            Activation::Elu => match (f, x > 0.0) {
+                (ActFn::Value, true) => x,
+                (ActFn::Value, false) => x.exp_m1(),
+                (ActFn::D1, true) => 1.0,
+                (ActFn::D1 | ActFn::D2, false) => x.exp(),
+                _ => 0.0,
+            },
+            Activation::Softplus => {
+                let s = sigmoid(x);
+                match f {
+                    ActFn::Value => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+                    ActFn::D1 => s,
+                    ActFn::D2 => s * (1.0 - s),
+                    _ => 0.0,
+                }
+            }
+        }
+    }
+}
+
+impl ActFn {
+    pub fn code(self) -> u32 {
+        match self {
+            ActFn::Value => 0,
+            ActFn::D1 => 1,
+            ActFn::D2 => 2,
+            ActFn::DBeta => 3,
+            ActFn::D1Beta => 4,
+        }
+    }
+}

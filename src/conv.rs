@@ -1,0 +1,233 @@
+//! The GPU convolution, squeeze and activation ops.
+//!
+//! Convolutions are implicit GEMMs over staged textures (see `shaders/conv_*.wgsl`): the input
+//! goes into a zero-bordered, channel-packed texture once, the weights into a [rows, taps·C]
+//! texture, and the GEMM reads shifted windows straight from the input texture. Textures are
+//! used on every adapter: on real GPUs they are cached reads, and on lavapipe they are the only
+//! loads that vectorise.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::kernels::grid_1d;
+use crate::gpu::{Binding, DeviceTexture, KernelSpec, Slot};
+use crate::ops::{self, numel, ActFn, Activation, ShapeError, TensorOps};
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params8 {
+    v: [u32; 8],
+}
+
+/// Workgroup shape for a GEMM with `rows` output rows: 8 rows per invocation and 64
+/// invocations, as tall as the rows need (so few rows are not padded to 64).
+fn workgroup_for(rows: usize) -> (u32, u32) {
+    match rows.div_ceil(8) {
+        1 => (64, 1),
+        2 => (32, 2),
+        3..=4 => (16, 4),
+        _ => (8, 8),
+    }
+}
+
+fn stage_spec(shader: &'static str) -> KernelSpec {
+    KernelSpec::with_slots(shader, "main", vec![Slot::ReadOnly, Slot::StorageTexture])
+}
+
+impl Tensor {
+    /// The input image batch as a zero-bordered, channel-packed texture (conv_stage_input.wgsl).
+    fn stage_image(&self, pad: usize) -> DeviceTexture {
+        let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
+        let (c4, hp, wp) = (c.div_ceil(4), h + 2 * pad, w + 2 * pad);
+        let tex = self.gpu().alloc_texture(wp as u32, (c4 * hp) as u32, n as u32);
+        let params = Params8 { v: [n as u32, c as u32, h as u32, w as u32, pad as u32, c4 as u32, 0, 0] };
+        let k = self.gpu().kernel(&stage_spec("conv_stage_input"));
+        let groups = [wp.div_ceil(16) as u32, (c4 * hp).div_ceil(16) as u32, n as u32];
+        self.gpu().dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), Binding::Texture(&tex)], groups);
+        tex
+    }
+
+    /// Weights [co, ci, k, k] as the GEMM's row matrix, flipped and transposed with `flip`.
+    fn stage_weights(&self, flip: bool, rows_padded: usize) -> DeviceTexture {
+        let (co, ci, k) = (self.shape()[0], self.shape()[1], self.shape()[2]);
+        let chans = if flip { co } else { ci };
+        let c4 = chans.div_ceil(4);
+        let width = k * k * c4;
+        let tex = self.gpu().alloc_texture(width as u32, rows_padded as u32, 1);
+        let params = Params8 { v: [co as u32, ci as u32, k as u32, c4 as u32, rows_padded as u32, 0, 0, 0] };
+        let spec = stage_spec("conv_stage_weight").with("FLIP", flip as u8 as f64);
+        let k = self.gpu().kernel(&spec);
+        let groups = [width.div_ceil(16) as u32, rows_padded.div_ceil(16) as u32, 1];
+        self.gpu().dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), Binding::Texture(&tex)], groups);
+        tex
+    }
+
+    /// out = conv(self, weights) with weights staged (flipped for the transposed convolution).
+    fn conv_gemm(&self, w: &Tensor, flip: bool) -> Tensor {
+        let (n, h, wd) = (self.shape()[0], self.shape()[2], self.shape()[3]);
+        let k = w.shape()[2];
+        let rows = if flip { w.shape()[1] } else { w.shape()[0] };
+        let chans = self.shape()[1];
+        let (wg_x, wg_y) = workgroup_for(rows);
+        let rows_padded = rows.div_ceil(8 * wg_y as usize) * 8 * wg_y as usize;
+        let image = self.stage_image(k / 2);
+        let weights = w.stage_weights(flip, rows_padded);
+        let out = Tensor::empty(self.gpu(), &[n, rows, h, wd]);
+        let pixels = n * h * wd;
+        let params = Params8 {
+            v: [
+                rows as u32,
+                chans.div_ceil(4) as u32,
+                k as u32,
+                h as u32,
+                wd as u32,
+                pixels as u32,
+                (h + 2 * (k / 2)) as u32,
+                0,
+            ],
+        };
+        let spec = KernelSpec::with_slots("conv_gemm", "main", vec![Slot::Texture, Slot::Texture, Slot::ReadWrite])
+            .with("WG_X", wg_x as f64)
+            .with("WG_Y", wg_y as f64);
+        let kern = self.gpu().kernel(&spec);
+        let groups = [pixels.div_ceil(8 * wg_x as usize) as u32, (rows_padded / (8 * wg_y as usize)) as u32, 1];
+        self.gpu().dispatch(
+            &kern,
+            bytemuck::bytes_of(&params),
+            &[Binding::Texture(&weights), Binding::Texture(&image), out.binding()],
+            groups,
+        );
+        out
+    }
+
+    /// Largest number of images whose pixels fit one texture row of the weight-gradient GEMM.
+    fn grad_weight_chunk(&self) -> usize {
+        let plane = self.shape()[2] * self.shape()[3];
+        let max_pixels = 4 * self.gpu().limits().max_texture_dimension_2d as usize;
+        (max_pixels / plane).max(1)
+    }
+
+    fn conv_grad_weight_chunk(x: &Tensor, gy: &Tensor, k: usize) -> Tensor {
+        let (n, ci, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let co = gy.shape()[1];
+        let plane = h * wd;
+        let pixels = n * plane;
+        let (wg_x, wg_y) = workgroup_for(co);
+        let rows_padded = co.div_ceil(8 * wg_y as usize) * 8 * wg_y as usize;
+        // gY as [co, pixels].
+        let steps = pixels.div_ceil(4);
+        let g_tex = x.gpu().alloc_texture(steps as u32, rows_padded as u32, 1);
+        let params = Params8 { v: [n as u32, co as u32, plane as u32, steps as u32, rows_padded as u32, 0, 0, 0] };
+        let kern = x.gpu().kernel(&stage_spec("conv_stage_output"));
+        let groups = [steps.div_ceil(16) as u32, rows_padded.div_ceil(16) as u32, 1];
+        x.gpu().dispatch(&kern, bytemuck::bytes_of(&params), &[gy.binding(), Binding::Texture(&g_tex)], groups);
+        let image = x.stage_image(k / 2);
+        let c4 = ci.div_ceil(4);
+        let quads = k * k * c4;
+        let out = Tensor::empty(x.gpu(), &[co, ci, k, k]);
+        let params = Params8 {
+            v: [
+                co as u32,
+                ci as u32,
+                k as u32,
+                c4 as u32,
+                wd as u32,
+                plane as u32,
+                pixels as u32,
+                (h + 2 * (k / 2)) as u32,
+            ],
+        };
+        let spec =
+            KernelSpec::with_slots("conv_grad_weight", "main", vec![Slot::Texture, Slot::Texture, Slot::ReadWrite])
+                .with("WG_X", wg_x as f64)
+                .with("WG_Y", wg_y as f64);
+        let kern = x.gpu().kernel(&spec);
+        let groups = [quads.div_ceil(2 * wg_x as usize) as u32, (rows_padded / (8 * wg_y as usize)) as u32, 1];
+        x.gpu().dispatch(
+            &kern,
+            bytemuck::bytes_of(&params),
+            &[Binding::Texture(&g_tex), Binding::Texture(&image), out.binding()],
+            groups,
+        );
+        out
+    }
+
+    pub(crate) fn conv2d_gpu(&self, w: &Tensor) -> Result<Tensor, ShapeError> {
+        ops::conv_shape(self.shape(), w.shape())?;
+        Ok(self.conv_gemm(w, false))
+    }
+
+    pub(crate) fn conv_transpose2d_gpu(&self, w: &Tensor) -> Tensor {
+        assert!(
+            self.shape().len() == 4 && w.shape().len() == 4 && self.shape()[1] == w.shape()[0],
+            "conv_transpose2d of {:?} with weights {:?}",
+            self.shape(),
+            w.shape()
+        );
+        self.conv_gemm(w, true)
+    }
+
+    pub(crate) fn conv2d_grad_weight_gpu(&self, gy: &Tensor, k: usize) -> Tensor {
+        let n = self.shape()[0];
+        let chunk = self.grad_weight_chunk();
+        if n <= chunk {
+            return Tensor::conv_grad_weight_chunk(self, gy, k);
+        }
+        // More pixels than one texture row holds: sum the gradients of batch chunks.
+        let mut total: Option<Tensor> = None;
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let part = Tensor::conv_grad_weight_chunk(&self.slice(0, start, len), &gy.slice(0, start, len), k);
+            total = Some(match total {
+                Some(t) => t.add(&part),
+                None => part,
+            });
+            start += len;
+        }
+        total.expect("at least one image")
+    }
+
+    pub(crate) fn squeeze_gpu(&self, inverse: bool) -> Tensor {
+        let shape = if inverse { ops::unsqueeze_shape(self.shape()) } else { ops::squeeze_shape(self.shape()) };
+        let squeezed = if inverse { self.shape().to_vec() } else { shape.clone() };
+        let out = Tensor::empty(self.gpu(), &shape);
+        let n = numel(&shape) as u32;
+        let params = [n, (squeezed[1] / 4) as u32, squeezed[2] as u32, squeezed[3] as u32];
+        let kern = self.gpu().kernel(&KernelSpec::new("squeeze", "main", 1, 1).with("INVERSE", inverse as u8 as f64));
+        self.gpu().dispatch(
+            &kern,
+            bytemuck::cast_slice(&params),
+            &[self.binding(), out.binding()],
+            grid_1d(n.div_ceil(256)),
+        );
+        out
+    }
+
+    pub(crate) fn activation_gpu(
+        &self,
+        act: Activation,
+        f: ActFn,
+        beta: Option<&Tensor>,
+        gy: Option<&Tensor>,
+    ) -> Tensor {
+        let out = Tensor::empty(self.gpu(), self.shape());
+        let n = self.numel() as u32;
+        let spec = KernelSpec::new("activation", "main", 3, 1)
+            .with("ACT", act.code() as f64)
+            .with("WHICH", f.code() as f64)
+            .with("HAS_GY", gy.is_some() as u8 as f64);
+        let kern = self.gpu().kernel(&spec);
+        // Unused slots are bound to `self` (read-only, so no hazard).
+        let beta = beta.unwrap_or(self);
+        let gy = gy.unwrap_or(self);
+        let params = [n, 0, 0, 0];
+        self.gpu().dispatch(
+            &kern,
+            bytemuck::cast_slice(&params),
+            &[self.binding(), beta.binding(), gy.binding(), out.binding()],
+            grid_1d(n.div_ceil(1024)),
+        );
+        out
+    }
+}
