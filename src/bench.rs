@@ -284,4 +284,29 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
     if wanted("overhead") {
         emit(&overhead_row(gpu, reps));
     }
+    if wanted("conv2d") {
+        for (x, co, k) in [([16, 3, 32, 32], 512, 3), ([16, 512, 16, 16], 512, 1), ([8, 64, 16, 16], 64, 3)] {
+            for row in conv_rows(gpu, x, co, k, reps) {
+                emit(&with_peak(row, &peaks));
+            }
+        }
+    }
+}
+
+/// conv2d forward and both VJPs at one shape (stride 1, same padding).
+fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<Row> {
+    let [n, ci, h, w] = x;
+    let input = Tensor::random(gpu, &x, Dist::Normal { mean: 0.0, std: 1.0 }, 6, 0);
+    let weight = Tensor::random(gpu, &[co, ci, k, k], Dist::Normal { mean: 0.0, std: 0.1 }, 7, 0);
+    let grad = Tensor::random(gpu, &[n, co, h, w], Dist::Normal { mean: 0.0, std: 1.0 }, 8, 0);
+    let flops = 2.0 * (n * co * h * w * ci * k * k) as f64;
+    let shape = format!("[{n},{ci},{h},{w}]->{co} k{k}");
+    let mut rows = Vec::new();
+    let mut push = |kernel: &str, (ms, timer): (f64, &'static str)| {
+        rows.push(Row { kernel: kernel.into(), shape: shape.clone(), ms, work: Work::Flops(flops), pct_peak: None, timer, extra: vec![] })
+    };
+    push("conv2d", time_median(gpu, 1, reps, || drop(input.conv2d(&weight))));
+    push("conv2d_grad_input", time_median(gpu, 1, reps, || drop(grad.conv_transpose2d(&weight))));
+    push("conv2d_grad_weight", time_median(gpu, 1, reps, || drop(input.conv2d_grad_weight(&grad, k))));
+    rows
 }
