@@ -36,6 +36,7 @@ fn apply(v: vec4<f32>) -> vec4<f32> {
         case 10u: { return p.a * v + p.b; }
         case 11u: { return v * sigmoid(v); }
         case 12u: { return abs(v); }
+        case 13u: { return sign(v) * pow(abs(v), vec4<f32>(p.a)); }
         default: { return v; }
     }
 }

@@ -34,6 +34,7 @@ fn derivative(v: vec4<f32>, out: vec4<f32>) -> vec4<f32> {
             return s + v * s * (vec4<f32>(1.0) - s);
         }
         case 12u: { return sign(v); }
+        case 13u: { return p.a * pow(abs(v), vec4<f32>(p.a - 1.0)); }
         default: { return vec4<f32>(1.0); }
     }
 }

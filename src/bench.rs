@@ -284,12 +284,43 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
     if wanted("overhead") {
         emit(&overhead_row(gpu, reps));
     }
+    if wanted("power_iteration") {
+        emit(&with_peak(power_iteration_row(gpu, &[512, 512], None, "512x512", reps), &peaks));
+        let row = power_iteration_row(gpu, &[512, 3, 3, 3], Some((32, 32)), "conv 3->512 k3 @32x32", reps);
+        emit(&with_peak(row, &peaks));
+    }
     if wanted("conv2d") {
         for (x, co, k) in [([16, 3, 32, 32], 512, 3), ([16, 512, 16, 16], 512, 1), ([8, 64, 16, 16], 64, 3)] {
             for row in conv_rows(gpu, x, co, k, reps) {
                 emit(&with_peak(row, &peaks));
             }
         }
+    }
+}
+
+/// One power-iteration step (u ← normalize(W v), v ← normalize(Wᵀ u)) of a spectral norm.
+fn power_iteration_row(gpu: &Gpu, shape: &[usize], spatial: Option<(usize, usize)>, label: &str, reps: usize) -> Row {
+    use crate::nn::{ParamStore, PowerIters, SpectralNorm};
+    let mut store = ParamStore::new(Tensor::full(gpu, &[1], 0.0), 9);
+    let w = store.random(shape, Dist::Normal { mean: 0.0, std: 0.05 });
+    let w = store.add("w", w, true);
+    let sn = SpectralNorm::new(&mut store, "w", w, 0.98, spatial);
+    let (ms, timer) = time_median(gpu, 1, reps, || {
+        sn.power_iterate(&mut store, PowerIters::Fixed(1));
+    });
+    // Two operator applications per step: W v and Wᵀ u.
+    let flops = match spatial {
+        Some((h, w)) => 4.0 * (shape.iter().product::<usize>() * h * w) as f64,
+        None => 4.0 * shape.iter().product::<usize>() as f64,
+    };
+    Row {
+        kernel: "power_iteration".into(),
+        shape: label.into(),
+        ms,
+        work: Work::Flops(flops),
+        pct_peak: None,
+        timer,
+        extra: vec![],
     }
 }
 
@@ -303,7 +334,15 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
     let shape = format!("[{n},{ci},{h},{w}]->{co} k{k}");
     let mut rows = Vec::new();
     let mut push = |kernel: &str, (ms, timer): (f64, &'static str)| {
-        rows.push(Row { kernel: kernel.into(), shape: shape.clone(), ms, work: Work::Flops(flops), pct_peak: None, timer, extra: vec![] })
+        rows.push(Row {
+            kernel: kernel.into(),
+            shape: shape.clone(),
+            ms,
+            work: Work::Flops(flops),
+            pct_peak: None,
+            timer,
+            extra: vec![],
+        })
     };
     push("conv2d", time_median(gpu, 1, reps, || drop(input.conv2d(&weight))));
     push("conv2d_grad_input", time_median(gpu, 1, reps, || drop(grad.conv_transpose2d(&weight))));

@@ -11,6 +11,7 @@ pub mod activation;
 pub mod bench;
 mod conv;
 pub mod gpu;
+pub mod nn;
 pub mod ops;
 pub mod reference;
 pub mod tape;

@@ -24,6 +24,8 @@ pub enum Unary {
     Affine(f32, f32),
     Silu,
     Abs,
+    /// sign(x)·|x|^e: the dual maps of the induced-norm power iteration.
+    SignedPow(f32),
 }
 
 impl Unary {
@@ -43,6 +45,7 @@ impl Unary {
             Unary::Affine(..) => 10,
             Unary::Silu => 11,
             Unary::Abs => 12,
+            Unary::SignedPow(_) => 13,
         }
     }
 
@@ -62,6 +65,7 @@ impl Unary {
             Unary::Affine(a, b) => a as f64 * x + b as f64,
             Unary::Silu => x * sigmoid(x),
             Unary::Abs => x.abs(),
+            Unary::SignedPow(e) => x.signum() * x.abs().powf(e as f64),
         }
     }
 
@@ -85,12 +89,14 @@ impl Unary {
                 s + x * s * (1.0 - s)
             }
             Unary::Abs => x.signum() * (x != 0.0) as u8 as f64,
+            Unary::SignedPow(e) => e as f64 * x.abs().powf(e as f64 - 1.0),
         }
     }
 
     pub fn params(self) -> (f32, f32) {
         match self {
             Unary::Affine(a, b) => (a, b),
+            Unary::SignedPow(e) => (e, 0.0),
             _ => (0.0, 0.0),
         }
     }
@@ -345,7 +351,10 @@ pub fn conv_shape(x: &[usize], w: &[usize]) -> Result<(usize, usize, usize, usiz
 
 /// Checks the operand of `squeeze2` (even spatial sizes).
 pub fn squeeze_shape(x: &[usize]) -> Vec<usize> {
-    assert!(x.len() == 4 && x[2].is_multiple_of(2) && x[3].is_multiple_of(2), "squeeze2 needs [B, C, 2H, 2W], got {x:?}");
+    assert!(
+        x.len() == 4 && x[2].is_multiple_of(2) && x[3].is_multiple_of(2),
+        "squeeze2 needs [B, C, 2H, 2W], got {x:?}"
+    );
     vec![x[0], 4 * x[1], x[2] / 2, x[3] / 2]
 }
 

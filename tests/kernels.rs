@@ -6,7 +6,7 @@ mod common;
 use common::{assert_tensor_close, gpu, pair, values};
 use resflow::{Binary, CpuTensor, Dist, MatmulKernel, Reduce, Tensor, TensorOps, Unary};
 
-const UNARY: [Unary; 13] = [
+const UNARY: [Unary; 15] = [
     Unary::Neg,
     Unary::Exp,
     Unary::Log,
@@ -20,6 +20,8 @@ const UNARY: [Unary; 13] = [
     Unary::Affine(-1.5, 0.25),
     Unary::Silu,
     Unary::Abs,
+    Unary::SignedPow(1.7),
+    Unary::SignedPow(0.5),
 ];
 
 fn positive_only(op: Unary) -> bool {

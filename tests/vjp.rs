@@ -55,6 +55,7 @@ impl Case {
     fn range(&self) -> (f64, f64) {
         match self {
             Case::Unary(Unary::Log | Unary::Sqrt | Unary::Recip) => (0.5, 2.0),
+            Case::Unary(Unary::SignedPow(_)) => (-2.0, -0.5),
             Case::Binary(Binary::Div, ..) => (0.5, 2.0),
             _ => (-2.0, 2.0),
         }
@@ -121,6 +122,8 @@ fn cases() -> Vec<Case> {
         Unary::Recip,
         Unary::Affine(0.7, -0.2),
         Unary::Silu,
+        Unary::SignedPow(1.6),
+        Unary::SignedPow(0.6),
     ]
     .into_iter()
     .map(Case::Unary)
