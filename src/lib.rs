@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod bench;
 mod conv;
+pub mod flow;
 pub mod gpu;
 pub mod nn;
 pub mod ops;

@@ -234,6 +234,11 @@ pub trait TensorOps: Clone + Sized + 'static {
     fn random_like(&self, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Self;
     /// A tensor on the same device from host values.
     fn tensor_like(&self, data: &[f32], shape: &[usize]) -> Self;
+    /// The same from f64 host values (kept exact on the reference, rounded to f32 on the GPU).
+    fn tensor_like_f64(&self, data: &[f64], shape: &[usize]) -> Self {
+        let narrow: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+        self.tensor_like(&narrow, shape)
+    }
     /// The values, widened to f64, on the host (a readback on the GPU).
     fn to_host(&self) -> Vec<f64>;
 

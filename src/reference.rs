@@ -88,6 +88,9 @@ impl TensorOps for CpuTensor {
     fn tensor_like(&self, data: &[f32], shape: &[usize]) -> Self {
         CpuTensor::new(data.iter().map(|&v| v as f64).collect(), shape)
     }
+    fn tensor_like_f64(&self, data: &[f64], shape: &[usize]) -> Self {
+        CpuTensor::new(data.to_vec(), shape)
+    }
     fn to_host(&self) -> Vec<f64> {
         self.data.clone()
     }
