@@ -21,11 +21,21 @@ enum Command {
     Info,
     /// Run each kernel family once against the f64 CPU reference.
     Selfcheck,
-    /// Kernel throughput against the device's measured peak.
+    /// Kernel throughput against the device's measured peak (`bench memory`: peak memory and
+    /// time of a training step per gradient mode and number of series terms).
     Bench {
+        /// `kernels` (default) or `memory`.
+        #[arg(default_value = "kernels", value_parser = ["kernels", "memory"])]
+        suite: String,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// memory: which models (conv = one image block [16,3,32,32] width 512; mlp = 10 2-D blocks).
+        #[arg(long, value_delimiter = ',', default_value = "conv,mlp")]
+        models: Vec<String>,
+        /// memory: numbers of series terms.
+        #[arg(long, value_delimiter = ',', default_value = "2,5,10,20")]
+        terms: Vec<usize>,
         /// Only kernels whose name contains this.
         #[arg(long, default_value = "")]
         filter: String,
@@ -68,18 +78,29 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(Command::Info) => print_info(&gpu),
         Some(Command::Selfcheck) => selfcheck(&gpu)?,
-        Some(Command::Bench { json, filter, reps }) => {
+        Some(Command::Bench { suite, json, models, terms, filter, reps }) => {
             if !json {
                 print_info(&gpu);
                 println!();
             }
-            resflow::bench::run(&gpu, &filter, reps.max(1), |row| {
-                if json {
-                    println!("{}", row.json());
-                } else {
-                    println!("{}", row.text());
-                }
-            });
+            if suite == "memory" {
+                use resflow::bench::memory::{self, Model};
+                let models = models
+                    .iter()
+                    .map(|m| match m.as_str() {
+                        "conv" => Ok(Model::Conv),
+                        "mlp" => Ok(Model::Mlp),
+                        other => Err(format!("unknown model {other:?}; choose conv, mlp")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                memory::run(&gpu, &models, &terms, |row| {
+                    println!("{}", if json { row.json() } else { row.text() });
+                });
+            } else {
+                resflow::bench::run(&gpu, &filter, reps.max(1), |row| {
+                    println!("{}", if json { row.json() } else { row.text() });
+                });
+            }
         }
     }
     Ok(())

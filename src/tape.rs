@@ -148,26 +148,54 @@ impl<T: TensorOps> Tape<T> {
 
     pub fn unary(&self, x: &Var<T>, op: Unary) -> Var<T> {
         let y = x.value.unary(op);
-        let (xs, ys) = (x.value.clone(), y.clone());
-        self.record(y, &[x], move |g| vec![Some(T::unary_grad(op, &xs, &ys, g))])
+        // Save only what the derivative reads (see `Unary::derivative`), so nothing else stays alive.
+        let needs_x = !matches!(
+            op,
+            Unary::Neg | Unary::Exp | Unary::Sigmoid | Unary::Tanh | Unary::Sqrt | Unary::Recip | Unary::Affine(..)
+        );
+        let needs_y = matches!(op, Unary::Exp | Unary::Sigmoid | Unary::Tanh | Unary::Sqrt | Unary::Recip);
+        let xs = needs_x.then(|| x.value.clone());
+        let ys = needs_y.then(|| y.clone());
+        self.record(y, &[x], move |g| {
+            // The kernel binds x and y; an unread one is bound to g (same shape).
+            let (xr, yr) = (xs.as_ref().unwrap_or(g), ys.as_ref().unwrap_or(g));
+            vec![Some(T::unary_grad(op, xr, yr, g))]
+        })
     }
 
     pub fn binary(&self, a: &Var<T>, b: &Var<T>, op: Binary) -> Var<T> {
         let y = a.value.binary(op, &b.value);
-        let (av, bv) = (a.value.clone(), b.value.clone());
         let (want_a, want_b) = (a.is_tracked(), b.is_tracked());
-        let yv = y.clone();
+        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        // Save only the operands (and output) the rule reads.
+        let (keep_a, keep_b, keep_y) = match op {
+            Binary::Add | Binary::Sub | Binary::Ge => (false, false, false),
+            Binary::Mul => (want_b, want_a, false),
+            Binary::Div => (false, true, want_b),
+            Binary::Max | Binary::Min => (true, true, false),
+        };
+        let av = keep_a.then(|| a.value.clone());
+        let bv = keep_b.then(|| b.value.clone());
+        let yv = keep_y.then(|| y.clone());
         self.record(y, &[a, b], move |g| {
-            let (sa, sb) = (av.shape().to_vec(), bv.shape().to_vec());
             let (ga, gb) = match op {
                 Binary::Add => (want_a.then(|| g.clone()), want_b.then(|| g.clone())),
                 Binary::Sub => (want_a.then(|| g.clone()), want_b.then(|| g.unary(Unary::Neg))),
-                Binary::Mul => (want_a.then(|| g.mul(&bv)), want_b.then(|| g.mul(&av))),
-                Binary::Div => (want_a.then(|| g.div(&bv)), want_b.then(|| g.mul(&yv).div(&bv).unary(Unary::Neg))),
+                Binary::Mul => (
+                    want_a.then(|| g.mul(bv.as_ref().expect("saved b"))),
+                    want_b.then(|| g.mul(av.as_ref().expect("saved a"))),
+                ),
+                Binary::Div => {
+                    let b = bv.as_ref().expect("saved b");
+                    (
+                        want_a.then(|| g.div(b)),
+                        want_b.then(|| g.mul(yv.as_ref().expect("saved y")).div(b).unary(Unary::Neg)),
+                    )
+                }
                 Binary::Max | Binary::Min => {
+                    let (a, b) = (av.as_ref().expect("saved a"), bv.as_ref().expect("saved b"));
                     // The gradient goes to the selected input; ties go to `a`.
-                    let mask_a =
-                        if op == Binary::Max { av.binary(Binary::Ge, &bv) } else { bv.binary(Binary::Ge, &av) };
+                    let mask_a = if op == Binary::Max { a.binary(Binary::Ge, b) } else { b.binary(Binary::Ge, a) };
                     let ga = g.mul(&mask_a);
                     let gb = want_b.then(|| g.sub(&ga));
                     (want_a.then_some(ga), gb)
@@ -234,21 +262,23 @@ impl<T: TensorOps> Tape<T> {
 
     pub fn matmul(&self, a: &Var<T>, b: &Var<T>, ta: bool, tb: bool) -> Var<T> {
         let y = a.value.matmul(&b.value, ta, tb);
-        let (av, bv) = (a.value.clone(), b.value.clone());
         let (want_a, want_b) = (a.is_tracked(), b.is_tracked());
+        let (a_rank, b_rank) = (a.shape().len(), b.shape().len());
+        let av = want_b.then(|| a.value.clone());
+        let bv = want_a.then(|| b.value.clone());
         self.record(y, &[a, b], move |g| {
             // C = op(A)·op(B): the stored-layout gradients of A and B.
-            let ga = want_a.then(|| if ta { bv.matmul(g, tb, true) } else { g.matmul(&bv, false, !tb) });
-            let gb = want_b.then(|| if tb { g.matmul(&av, true, ta) } else { av.matmul(g, !ta, false) });
+            let ga = bv.as_ref().map(|bv| if ta { bv.matmul(g, tb, true) } else { g.matmul(bv, false, !tb) });
+            let gb = av.as_ref().map(|av| if tb { g.matmul(av, true, ta) } else { av.matmul(g, !ta, false) });
             // A 2-D operand shared across the other's batch sums its per-batch gradients.
-            let fold = |grad: T, like: &T| {
-                if grad.shape().len() == 3 && like.shape().len() == 2 {
+            let fold = |grad: T, like_rank: usize| {
+                if grad.shape().len() == 3 && like_rank == 2 {
                     grad.reduce(Reduce::Sum, Some(0), false)
                 } else {
                     grad
                 }
             };
-            vec![ga.map(|t| fold(t, &av)), gb.map(|t| fold(t, &bv))]
+            vec![ga.map(|t| fold(t, a_rank)), gb.map(|t| fold(t, b_rank))]
         })
     }
 
@@ -298,11 +328,12 @@ impl<T: TensorOps> Tape<T> {
     /// conv2d(x, w): stride 1, "same" padding.
     pub fn conv2d(&self, x: &Var<T>, w: &Var<T>) -> Var<T> {
         let y = x.value.conv2d(&w.value);
-        let (xv, wv) = (x.value.clone(), w.value.clone());
         let (want_x, want_w) = (x.is_tracked(), w.is_tracked());
+        let xv = want_w.then(|| x.value.clone());
+        let wv = want_x.then(|| w.value.clone());
         let k = w.shape()[2];
         self.record(y, &[x, w], move |g| {
-            vec![want_x.then(|| g.conv_transpose2d(&wv)), want_w.then(|| xv.conv2d_grad_weight(g, k))]
+            vec![wv.as_ref().map(|w| g.conv_transpose2d(w)), xv.as_ref().map(|x| x.conv2d_grad_weight(g, k))]
         })
     }
 
@@ -310,11 +341,12 @@ impl<T: TensorOps> Tape<T> {
     /// ⟨g, convᵀ(u; w)⟩ = ⟨conv(g; w), u⟩ gives the weight gradient grad_weight(g, u).
     pub fn conv_transpose2d(&self, u: &Var<T>, w: &Var<T>) -> Var<T> {
         let y = u.value.conv_transpose2d(&w.value);
-        let (uv, wv) = (u.value.clone(), w.value.clone());
         let (want_u, want_w) = (u.is_tracked(), w.is_tracked());
+        let uv = want_w.then(|| u.value.clone());
+        let wv = want_u.then(|| w.value.clone());
         let k = w.shape()[2];
         self.record(y, &[u, w], move |g| {
-            vec![want_u.then(|| g.conv2d(&wv)), want_w.then(|| g.conv2d_grad_weight(&uv, k))]
+            vec![wv.as_ref().map(|w| g.conv2d(w)), uv.as_ref().map(|u| g.conv2d_grad_weight(u, k))]
         })
     }
 
@@ -360,6 +392,38 @@ impl<T: TensorOps> Tape<T> {
             let mut grads = vec![Some(gx)];
             if let Some(b) = &bv {
                 let gb = want_beta.then(|| xv.activation(act, dbeta, Some(b), Some(g)).sum_all().reshape(b.shape()));
+                grads.push(gb);
+            }
+            grads
+        })
+    }
+
+    /// φ'(z) ⊙ h as one op (the activation step of a recorded JVP). Saves z and h only; its VJP
+    /// gives g ⊙ φ'(z) to h, g ⊙ h ⊙ φ''(z) to z and Σ g ⊙ h ⊙ ∂φ'/∂β to β.
+    pub fn activation_jvp(&self, z: &Var<T>, h: &Var<T>, act: Activation, beta: Option<&Var<T>>) -> Var<T> {
+        assert_eq!(beta.is_some(), act.has_beta(), "{act:?} {} a β", if act.has_beta() { "needs" } else { "takes no" });
+        let bv = beta.map(|b| b.value.clone());
+        let y = z.value.activation(act, ActFn::D1, bv.as_ref(), Some(&h.value));
+        let (want_z, want_h) = (z.is_tracked(), h.is_tracked());
+        let want_beta = beta.is_some_and(|b| b.is_tracked());
+        let zv = z.value.clone();
+        let hv = (want_z || want_beta).then(|| h.value.clone());
+        let mut inputs = vec![z, h];
+        if let Some(b) = beta {
+            inputs.push(b);
+        }
+        self.record(y, &inputs, move |g| {
+            let gh = hv.as_ref().map(|h| g.mul(h));
+            let gz =
+                if want_z { gh.as_ref().map(|gh| zv.activation(act, ActFn::D2, bv.as_ref(), Some(gh))) } else { None };
+            let mut grads = vec![gz, want_h.then(|| zv.activation(act, ActFn::D1, bv.as_ref(), Some(g)))];
+            if let Some(b) = &bv {
+                let gb = if want_beta {
+                    gh.as_ref()
+                        .map(|gh| zv.activation(act, ActFn::D1Beta, Some(b), Some(gh)).sum_all().reshape(b.shape()))
+                } else {
+                    None
+                };
                 grads.push(gb);
             }
             grads

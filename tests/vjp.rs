@@ -28,6 +28,8 @@ enum Case {
     Unsqueeze,
     /// An activation (or its derivative, with `true`); LipSwish takes β = softplus(β_raw).
     Act(Activation, bool),
+    /// φ'(z) ⊙ h, the fused JVP step.
+    ActJvp(Activation),
 }
 
 impl Case {
@@ -48,6 +50,8 @@ impl Case {
             Case::Unsqueeze => vec![vec![2, 8, 3, 2]],
             Case::Act(a, _) if a.has_beta() => vec![vec![3, 7], vec![1]],
             Case::Act(..) => vec![vec![3, 7]],
+            Case::ActJvp(a) if a.has_beta() => vec![vec![3, 7], vec![3, 7], vec![1]],
+            Case::ActJvp(_) => vec![vec![3, 7], vec![3, 7]],
         }
     }
 
@@ -83,6 +87,10 @@ impl Case {
                 } else {
                     tape.activation(&x[0], *act, beta.as_ref())
                 }
+            }
+            Case::ActJvp(act) => {
+                let beta = act.has_beta().then(|| tape.unary(&x[2], Unary::Softplus));
+                tape.activation_jvp(&x[0], &x[1], *act, beta.as_ref())
             }
             Case::Chain => {
                 let h = tape.matmul(&x[0], &x[1], false, false);
@@ -166,6 +174,7 @@ fn cases() -> Vec<Case> {
     for act in [Activation::LipSwish, Activation::Elu, Activation::Softplus] {
         cases.push(Case::Act(act, false));
         cases.push(Case::Act(act, true));
+        cases.push(Case::ActJvp(act));
     }
     cases
 }

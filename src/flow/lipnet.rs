@@ -203,10 +203,7 @@ impl LipschitzNet {
     pub fn jvp<T: TensorOps>(&self, tape: &Tape<T>, w: &NetWeights<T>, pre: &[Var<T>], u: &Var<T>) -> Var<T> {
         let mut h = u.clone();
         let mut act = 0;
-        let slope = |h: &Var<T>, act: usize| {
-            let d = tape.activation_derivative(&pre[act], self.activation, w.betas[act].as_ref());
-            tape.mul(&d, h)
-        };
+        let slope = |h: &Var<T>, act: usize| tape.activation_jvp(&pre[act], h, self.activation, w.betas[act].as_ref());
         if self.leading_activation {
             h = slope(&h, act);
             act += 1;

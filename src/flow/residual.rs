@@ -214,43 +214,71 @@ impl ResidualBlock {
         Var::constant(x.value.tensor_like_f64(&log_abs_det_identity_plus(&jac, d), &[b]))
     }
 
-    /// The backward-in-forward log-det node: value `est`, gradients computed now.
-    fn bif_logdet<T: TensorOps>(&self, ctx: &FlowCtx<'_, T>, x: &Var<T>, est: T, probes: &[(T, T)]) -> Var<T> {
-        let store = ctx.binder.store;
-        let ids: Vec<ParamId> = self.g.param_ids();
-        // The local tape, its activations and the JVP graph all end with this scope: only the
-        // gradient buffers leave it.
-        let (gx, gtheta) = {
-            let local = Tape::new();
-            let lb = Binder::new(store, &local);
-            let xl = local.leaf(x.value.clone());
-            let wl = self.g.weights(&lb);
-            let (_, pre) = self.g.apply(&local, &wl, &xl);
-            let mut total: Option<Var<T>> = None;
-            for (v, s) in probes {
-                let js = self.g.jvp(&local, &wl, &pre, &Var::constant(s.clone()));
-                let dot = local.sum(&rowdot_tape(&local, &Var::constant(v.clone()), &js));
-                total = Some(match total {
-                    Some(t) => local.add(&t, &dot),
-                    None => dot,
-                });
+    /// Backward-in-forward: on a local tape, g's forward, the unrecorded series (from detached
+    /// local activations), the surrogate's one recorded JVP and its backward. Everything local is
+    /// dropped before the caller records g's forward for y, so the two graphs never coexist.
+    /// Returns the estimate [batch], ∂surrogate/∂x and ∂surrogate/∂θ (summed over the batch).
+    fn bif_gradients<T: TensorOps>(
+        &self,
+        ctx: &FlowCtx<'_, T>,
+        x: &T,
+        draw: &Draw,
+        probes: Vec<T>,
+    ) -> (T, T, Vec<Option<T>>) {
+        let local = Tape::new();
+        let lb = Binder::new(ctx.binder.store, &local);
+        let xl = local.leaf(x.clone());
+        let wl = self.g.weights(&lb);
+        let (_, pre) = self.g.apply(&local, &wl, &xl);
+        let weight = self.probe_weight(probes.len());
+        let (est, pairs) = {
+            let ng = Tape::no_grad();
+            let wd = wl.detached();
+            let pre_d: Vec<Var<T>> = pre.iter().map(|p| Var::constant(p.value.clone())).collect();
+            let mut est = x.zeros_like(&[x.shape()[0]]);
+            let mut pairs = Vec::with_capacity(probes.len());
+            for v in probes {
+                let (e, s) = self.series(&ng, &wd, &pre_d, &v, draw);
+                est = est.add(&e);
+                pairs.push((v, s));
             }
-            let total = local.affine(&total.expect("at least one probe"), self.probe_weight(probes.len()), 0.0);
-            let grads = local.backward(&total);
-            let gx = grads.get_or_zeros(&xl);
-            let gtheta: Vec<Option<T>> = ids.iter().map(|&id| grads.get(&lb.var(id)).cloned()).collect();
-            (gx, gtheta)
+            (est.scale(weight), pairs)
         };
+        let mut total: Option<Var<T>> = None;
+        for (v, s) in &pairs {
+            let js = self.g.jvp(&local, &wl, &pre, &Var::constant(s.clone()));
+            let dot = local.sum(&rowdot_tape(&local, &Var::constant(v.clone()), &js));
+            total = Some(match total {
+                Some(t) => local.add(&t, &dot),
+                None => dot,
+            });
+        }
+        drop(pairs);
+        let total = local.affine(&total.expect("at least one probe"), weight, 0.0);
+        let grads = local.backward(&total);
+        let gx = grads.get_or_zeros(&xl);
+        let gtheta = self.g.param_ids().iter().map(|&id| grads.get(&lb.var(id)).cloned()).collect();
+        (est, gx, gtheta)
+    }
 
+    /// Records the backward-in-forward log-det node: value `est`, gradients precomputed.
+    fn bif_node<T: TensorOps>(
+        &self,
+        ctx: &FlowCtx<'_, T>,
+        x: &Var<T>,
+        est: T,
+        gx: T,
+        gtheta: Vec<Option<T>>,
+    ) -> Var<T> {
         let b = ctx.binder;
+        let ids: Vec<ParamId> = self.g.param_ids();
         let mut inputs = vec![x.clone()];
         inputs.extend(ids.iter().map(|&id| b.var(id)));
         let refs: Vec<&Var<T>> = inputs.iter().collect();
         let name = self.name.clone();
-        let batch = x.shape()[0];
         let mut view = vec![1; x.shape().len()];
-        view[0] = batch;
-        ctx.binder.tape.record(est, &refs, move |g_up| {
+        view[0] = x.shape()[0];
+        b.tape.record(est, &refs, move |g_up| {
             let up = g_up.to_host();
             let (lo, hi) = up.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
             assert!(
@@ -286,6 +314,15 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
 
     fn forward(&self, ctx: &FlowCtx<'_, T>, x: &Var<T>) -> (Var<T>, Var<T>) {
         let tape = ctx.binder.tape;
+        let training = tape.is_recording() && (x.is_tracked() || ctx.binder.store.trainable().next().is_some());
+        if training && self.grad_mode == GradMode::NeumannBif && self.estimator != Estimator::Exact {
+            let draw = ctx.draw(&self.estimator);
+            let probes = self.probe_vectors(ctx, &x.value);
+            let (est, gx, gtheta) = self.bif_gradients(ctx, &x.value, &draw, probes);
+            let w = self.g.weights(ctx.binder);
+            let y = tape.add(x, &self.g.apply(tape, &w, x).0);
+            return (y, self.bif_node(ctx, x, est, gx, gtheta));
+        }
         let w = self.g.weights(ctx.binder);
         let (gx, pre) = self.g.apply(tape, &w, x);
         let y = tape.add(x, &gx);
@@ -295,7 +332,6 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
         let draw = ctx.draw(&self.estimator);
         let probes = self.probe_vectors(ctx, &x.value);
         let weight = self.probe_weight(probes.len());
-        let training = tape.is_recording() && (x.is_tracked() || ctx.binder.store.trainable().next().is_some());
         if training && self.grad_mode == GradMode::Naive {
             let mut total: Option<Var<T>> = None;
             for v in &probes {
@@ -322,24 +358,19 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
         if !training {
             return (y, Var::constant(est));
         }
-        match self.grad_mode {
-            GradMode::NeumannBif => (y, self.bif_logdet(ctx, x, est, &pairs)),
-            _ => {
-                // Surrogate vᵀ(J s): recorded, its value replaced by the estimate.
-                let mut sur: Option<Var<T>> = None;
-                for (v, s) in &pairs {
-                    let js = self.g.jvp(tape, &w, &pre, &Var::constant(s.clone()));
-                    let d = rowdot_tape(tape, &Var::constant(v.clone()), &js);
-                    sur = Some(match sur {
-                        Some(t) => tape.add(&t, &d),
-                        None => d,
-                    });
-                }
-                let sur = tape.affine(&sur.expect("at least one probe"), weight, 0.0);
-                let offset = Var::constant(est.sub(&sur.value));
-                (y, tape.add(&sur, &offset))
-            }
+        // Neumann: the surrogate vᵀ(J s), recorded, its value replaced by the estimate.
+        let mut sur: Option<Var<T>> = None;
+        for (v, s) in &pairs {
+            let js = self.g.jvp(tape, &w, &pre, &Var::constant(s.clone()));
+            let d = rowdot_tape(tape, &Var::constant(v.clone()), &js);
+            sur = Some(match sur {
+                Some(t) => tape.add(&t, &d),
+                None => d,
+            });
         }
+        let sur = tape.affine(&sur.expect("at least one probe"), weight, 0.0);
+        let offset = Var::constant(est.sub(&sur.value));
+        (y, tape.add(&sur, &offset))
     }
 
     fn inverse(&self, store: &ParamStore<T>, y: &T) -> Result<(T, usize), InverseError> {

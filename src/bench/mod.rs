@@ -5,6 +5,8 @@
 //! `RESFLOW_WALLCLOCK=1` forces wall-clock), otherwise by the wall-clock around a sync; the
 //! `timer` key says which.
 
+pub mod memory;
+
 use std::time::Instant;
 
 use crate::gpu::kernels::grid_1d;
