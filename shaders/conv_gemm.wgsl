@@ -8,7 +8,7 @@
 
 struct Params {
     rows: u32, c4: u32, k: u32, h: u32,
-    w: u32, pixels: u32, hp: u32, wg_rows: u32,
+    w: u32, pixels: u32, hp: u32, first: u32, // output image of the chunk's first pixel
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -86,7 +86,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                     let col = q + j;
                     if col < p.pixels {
                         let n = col / plane;
-                        out[(n * p.rows + r + i) * plane + col % plane] = blocks[blk][i][j];
+                        out[((p.first + n) * p.rows + r + i) * plane + col % plane] = blocks[blk][i][j];
                     }
                 }
             }

@@ -3,7 +3,8 @@
 // Hp = H + 2·pad. The border and the channels past C are zero, so the kernels read shifted
 // windows without any bounds checks.
 
-struct Params { n: u32, c: u32, h: u32, w: u32, pad: u32, c4: u32, pad0: u32, pad1: u32 }
+// `first`: index of the batch's first image to stage (the texture holds n images from it).
+struct Params { n: u32, c: u32, h: u32, w: u32, pad: u32, c4: u32, first: u32, pad1: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -28,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < 4u; j++) {
             let ch = 4u * c4 + j;
             if ch < p.c {
-                v[j] = src[(img * p.c + ch) * plane + pix];
+                v[j] = src[((p.first + img) * p.c + ch) * plane + pix];
             }
         }
     }

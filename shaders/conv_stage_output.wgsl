@@ -2,7 +2,7 @@
 // texel (p4, c) holds pixels 4·p4 .. 4·p4+3 (flattened over n, y, x) of channel c. Pixels past
 // the end and rows past C are zero. The A operand of the weight-gradient GEMM.
 
-struct Params { n: u32, c: u32, plane: u32, width: u32, rows_padded: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct Params { n: u32, c: u32, plane: u32, width: u32, rows_padded: u32, first: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -21,7 +21,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let pix = 4u * p4 + j;
             if pix < p.n * p.plane {
                 let n = pix / p.plane;
-                v[j] = src[(n * p.c + c) * p.plane + pix % p.plane];
+                v[j] = src[((p.first + n) * p.c + c) * p.plane + pix % p.plane];
             }
         }
     }

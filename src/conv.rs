@@ -35,12 +35,13 @@ fn stage_spec(shader: &'static str) -> KernelSpec {
 }
 
 impl Tensor {
-    /// The input image batch as a zero-bordered, channel-packed texture (conv_stage_input.wgsl).
-    fn stage_image(&self, pad: usize) -> DeviceTexture {
-        let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
+    /// Images `first .. first + n` of the batch as a zero-bordered, channel-packed texture
+    /// (conv_stage_input.wgsl).
+    fn stage_image(&self, pad: usize, first: usize, n: usize) -> DeviceTexture {
+        let (c, h, w) = (self.shape()[1], self.shape()[2], self.shape()[3]);
         let (c4, hp, wp) = (c.div_ceil(4), h + 2 * pad, w + 2 * pad);
         let tex = self.gpu().alloc_texture(wp as u32, (c4 * hp) as u32, n as u32);
-        let params = Params8 { v: [n as u32, c as u32, h as u32, w as u32, pad as u32, c4 as u32, 0, 0] };
+        let params = Params8 { v: [n as u32, c as u32, h as u32, w as u32, pad as u32, c4 as u32, first as u32, 0] };
         let k = self.gpu().kernel(&stage_spec("conv_stage_input"));
         let groups = [wp.div_ceil(16) as u32, (c4 * hp).div_ceil(16) as u32, n as u32];
         self.gpu().dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), Binding::Texture(&tex)], groups);
@@ -62,6 +63,16 @@ impl Tensor {
         tex
     }
 
+    /// Images per pass, so one staged image texture stays near 8 MiB (bounding the transient
+    /// memory a large batch would otherwise need all at once) and within the texture limits.
+    fn images_per_pass(&self, pad: usize) -> usize {
+        let (c, h, w) = (self.shape()[1], self.shape()[2], self.shape()[3]);
+        let per_image = c.div_ceil(4) * (h + 2 * pad) * (w + 2 * pad) * 16;
+        let by_memory = (8 << 20) / per_image.max(1);
+        let by_layers = self.gpu().limits().max_texture_array_layers as usize;
+        by_memory.clamp(1, by_layers)
+    }
+
     /// out = conv(self, weights) with weights staged (flipped for the transposed convolution).
     fn conv_gemm(&self, w: &Tensor, flip: bool) -> Tensor {
         let (n, h, wd) = (self.shape()[0], self.shape()[2], self.shape()[3]);
@@ -70,45 +81,55 @@ impl Tensor {
         let chans = self.shape()[1];
         let (wg_x, wg_y) = workgroup_for(rows);
         let rows_padded = rows.div_ceil(8 * wg_y as usize) * 8 * wg_y as usize;
-        let image = self.stage_image(k / 2);
         let weights = w.stage_weights(flip, rows_padded);
         let out = Tensor::empty(self.gpu(), &[n, rows, h, wd]);
-        let pixels = n * h * wd;
-        let params = Params8 {
-            v: [
-                rows as u32,
-                chans.div_ceil(4) as u32,
-                k as u32,
-                h as u32,
-                wd as u32,
-                pixels as u32,
-                (h + 2 * (k / 2)) as u32,
-                0,
-            ],
-        };
         let spec = KernelSpec::with_slots("conv_gemm", "main", vec![Slot::Texture, Slot::Texture, Slot::ReadWrite])
             .with("WG_X", wg_x as f64)
             .with("WG_Y", wg_y as f64);
         let kern = self.gpu().kernel(&spec);
-        let groups = [pixels.div_ceil(8 * wg_x as usize) as u32, (rows_padded / (8 * wg_y as usize)) as u32, 1];
-        self.gpu().dispatch(
-            &kern,
-            bytemuck::bytes_of(&params),
-            &[Binding::Texture(&weights), Binding::Texture(&image), out.binding()],
-            groups,
-        );
+        let chunk = self.images_per_pass(k / 2);
+        let mut first = 0;
+        while first < n {
+            let count = chunk.min(n - first);
+            let image = self.stage_image(k / 2, first, count);
+            let pixels = count * h * wd;
+            let params = Params8 {
+                v: [
+                    rows as u32,
+                    chans.div_ceil(4) as u32,
+                    k as u32,
+                    h as u32,
+                    wd as u32,
+                    pixels as u32,
+                    (h + 2 * (k / 2)) as u32,
+                    first as u32,
+                ],
+            };
+            let groups = [pixels.div_ceil(8 * wg_x as usize) as u32, (rows_padded / (8 * wg_y as usize)) as u32, 1];
+            self.gpu().dispatch(
+                &kern,
+                bytemuck::bytes_of(&params),
+                &[Binding::Texture(&weights), Binding::Texture(&image), out.binding()],
+                groups,
+            );
+            first += count;
+        }
         out
     }
 
-    /// Largest number of images whose pixels fit one texture row of the weight-gradient GEMM.
-    fn grad_weight_chunk(&self) -> usize {
+    /// Images per weight-gradient pass: their pixels must fit one texture row, and the staged
+    /// textures stay near 8 MiB each.
+    fn grad_weight_chunk(&self, gy: &Tensor, pad: usize) -> usize {
         let plane = self.shape()[2] * self.shape()[3];
         let max_pixels = 4 * self.gpu().limits().max_texture_dimension_2d as usize;
-        (max_pixels / plane).max(1)
+        let gy_per_image = gy.shape()[1].div_ceil(8) * 8 * plane * 4;
+        let by_memory = (8 << 20) / gy_per_image.max(1);
+        (max_pixels / plane).min(self.images_per_pass(pad)).min(by_memory).max(1)
     }
 
-    fn conv_grad_weight_chunk(x: &Tensor, gy: &Tensor, k: usize) -> Tensor {
-        let (n, ci, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    /// The weight gradient from images `first .. first + n`.
+    fn conv_grad_weight_chunk(x: &Tensor, gy: &Tensor, k: usize, first: usize, n: usize) -> Tensor {
+        let (ci, h, wd) = (x.shape()[1], x.shape()[2], x.shape()[3]);
         let co = gy.shape()[1];
         let plane = h * wd;
         let pixels = n * plane;
@@ -117,11 +138,11 @@ impl Tensor {
         // gY as [co, pixels].
         let steps = pixels.div_ceil(4);
         let g_tex = x.gpu().alloc_texture(steps as u32, rows_padded as u32, 1);
-        let params = Params8 { v: [n as u32, co as u32, plane as u32, steps as u32, rows_padded as u32, 0, 0, 0] };
+        let params = Params8 { v: [n as u32, co as u32, plane as u32, steps as u32, rows_padded as u32, first as u32, 0, 0] };
         let kern = x.gpu().kernel(&stage_spec("conv_stage_output"));
         let groups = [steps.div_ceil(16) as u32, rows_padded.div_ceil(16) as u32, 1];
         x.gpu().dispatch(&kern, bytemuck::bytes_of(&params), &[gy.binding(), Binding::Texture(&g_tex)], groups);
-        let image = x.stage_image(k / 2);
+        let image = x.stage_image(k / 2, first, n);
         let c4 = ci.div_ceil(4);
         let quads = k * k * c4;
         let out = Tensor::empty(x.gpu(), &[co, ci, k, k]);
@@ -169,16 +190,13 @@ impl Tensor {
 
     pub(crate) fn conv2d_grad_weight_gpu(&self, gy: &Tensor, k: usize) -> Tensor {
         let n = self.shape()[0];
-        let chunk = self.grad_weight_chunk();
-        if n <= chunk {
-            return Tensor::conv_grad_weight_chunk(self, gy, k);
-        }
-        // More pixels than one texture row holds: sum the gradients of batch chunks.
+        let chunk = self.grad_weight_chunk(gy, k / 2);
+        // Batch chunks (texture limits, bounded staging memory): their gradients add up.
         let mut total: Option<Tensor> = None;
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let part = Tensor::conv_grad_weight_chunk(&self.slice(0, start, len), &gy.slice(0, start, len), k);
+            let part = Tensor::conv_grad_weight_chunk(self, gy, k, start, len);
             total = Some(match total {
                 Some(t) => t.add(&part),
                 None => part,

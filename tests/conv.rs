@@ -7,8 +7,10 @@ use common::{assert_tensor_close, pair, values};
 use resflow::{ActFn, Activation, TensorOps};
 
 /// (input shape, weight shape): odd channel counts and sizes, kernels 1/3/5, more output
-/// channels than one 64-row tile, pixel counts that are not multiples of the 8-pixel block.
-const CASES: [([usize; 4], [usize; 4]); 7] = [
+/// channels than one 64-row tile, pixel counts that are not multiples of the 8-pixel block, and
+/// a batch whose staged textures exceed the 8 MiB budget, so it runs in several passes.
+const CASES: [([usize; 4], [usize; 4]); 8] = [
+    ([5, 512, 32, 32], [2, 512, 3, 3]),
     ([2, 3, 5, 7], [5, 3, 3, 3]),
     ([1, 1, 4, 4], [1, 1, 1, 1]),
     ([3, 6, 6, 5], [7, 6, 5, 5]),
