@@ -1,6 +1,6 @@
 // Elementwise binary ops on same-shape inputs, four elements per invocation (see unary.wgsl
 // for why vec4, and why the padding of the last vec4 is harmless). Broadcasting inputs take
-// broadcast.wgsl.
+// broadcast.wgsl. OP 7 is the interpolation u + a·(v − u) (weight EMAs).
 
 struct Params { n: u32, a: f32, b: f32, pad: u32 }
 
@@ -20,6 +20,7 @@ fn apply(u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
         case 4u: { return max(u, v); }
         case 5u: { return min(u, v); }
         case 6u: { return select(vec4<f32>(0.0), vec4<f32>(1.0), u >= v); }
+        case 7u: { return u + p.a * (v - u); }
         default: { return u; }
     }
 }

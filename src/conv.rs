@@ -138,7 +138,8 @@ impl Tensor {
         // gY as [co, pixels].
         let steps = pixels.div_ceil(4);
         let g_tex = x.gpu().alloc_texture(steps as u32, rows_padded as u32, 1);
-        let params = Params8 { v: [n as u32, co as u32, plane as u32, steps as u32, rows_padded as u32, first as u32, 0, 0] };
+        let params =
+            Params8 { v: [n as u32, co as u32, plane as u32, steps as u32, rows_padded as u32, first as u32, 0, 0] };
         let kern = x.gpu().kernel(&stage_spec("conv_stage_output"));
         let groups = [steps.div_ceil(16) as u32, rows_padded.div_ceil(16) as u32, 1];
         x.gpu().dispatch(&kern, bytemuck::bytes_of(&params), &[gy.binding(), Binding::Texture(&g_tex)], groups);

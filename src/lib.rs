@@ -19,7 +19,7 @@ pub mod tape;
 pub mod tensor;
 
 pub use gpu::{Gpu, GpuError};
-pub use ops::{ActFn, Activation, Binary, Dist, Reduce, TensorOps, Unary};
+pub use ops::{ActFn, Activation, AdamStep, Binary, Dist, Reduce, TensorOps, Unary};
 pub use reference::CpuTensor;
 pub use tape::{Gradients, Tape, Var};
 pub use tensor::{MatmulKernel, Tensor};

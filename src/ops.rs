@@ -140,6 +140,15 @@ pub enum Reduce {
     LogSumExp,
 }
 
+/// Hyper-parameters of one Adam step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
 /// Distributions of the counter-based generator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Dist {
@@ -285,6 +294,34 @@ pub trait TensorOps: Clone + Sized + 'static {
     fn unsqueeze2(&self) -> Self;
     /// `[gy ·] F(x; β)` for an activation piece (β: a one-element tensor, LipSwish only).
     fn activation(&self, act: Activation, f: ActFn, beta: Option<&Self>, gy: Option<&Self>) -> Self;
+
+    /// One Adam step: (param, m, v) updated from `grad` scaled by the one-element `clip`
+    /// (bias corrections folded into `h.lr` and `h.eps` by the caller).
+    fn adam_step(&self, grad: &Self, m: &Self, v: &Self, clip: &Self, h: AdamStep) -> (Self, Self, Self) {
+        let g = grad.mul(&clip.reshape(&[]));
+        let m2 = m.scale(h.beta1).add(&g.scale(1.0 - h.beta1));
+        let v2 = v.scale(h.beta2).add(&g.unary(Unary::Square).scale(1.0 - h.beta2));
+        let step = m2.div(&v2.unary(Unary::Sqrt).unary(Unary::Affine(1.0, h.eps))).scale(h.lr);
+        (self.sub(&step), m2, v2)
+    }
+    /// self + t·(other − self) (weight EMAs).
+    fn lerp(&self, other: &Self, t: f32) -> Self {
+        self.add(&other.sub(self).scale(t))
+    }
+    /// `iters` power iterations u ← normalize(W v), v ← normalize(Wᵀ u) of a matrix W [rows,
+    /// cols], u [rows, 1], v [cols, 1].
+    fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
+        let normalize = |x: &Self| {
+            let n = x.unary(Unary::Square).sum_all().unary(Unary::Affine(1.0, 1e-24)).unary(Unary::Sqrt);
+            x.div(&n)
+        };
+        let (mut u, mut v) = (u.clone(), v.clone());
+        for _ in 0..iters {
+            u = normalize(&w.matmul(&v, false, false));
+            v = normalize(&w.matmul(&u, true, false));
+        }
+        (u, v)
+    }
 
     // Conveniences built from the ops above.
     fn add(&self, o: &Self) -> Self {

@@ -413,17 +413,20 @@ impl<T: TensorOps> Tape<T> {
             inputs.push(b);
         }
         self.record(y, &inputs, move |g| {
+            // Ordered so that at most two activation-sized temporaries are alive at once.
             let gh = hv.as_ref().map(|h| g.mul(h));
+            let gb = match (&bv, want_beta, &gh) {
+                (Some(b), true, Some(gh)) => {
+                    Some(zv.activation(act, ActFn::D1Beta, Some(b), Some(gh)).sum_all().reshape(b.shape()))
+                }
+                _ => None,
+            };
             let gz =
                 if want_z { gh.as_ref().map(|gh| zv.activation(act, ActFn::D2, bv.as_ref(), Some(gh))) } else { None };
-            let mut grads = vec![gz, want_h.then(|| zv.activation(act, ActFn::D1, bv.as_ref(), Some(g)))];
-            if let Some(b) = &bv {
-                let gb = if want_beta {
-                    gh.as_ref()
-                        .map(|gh| zv.activation(act, ActFn::D1Beta, Some(b), Some(gh)).sum_all().reshape(b.shape()))
-                } else {
-                    None
-                };
+            drop(gh);
+            let gx = want_h.then(|| zv.activation(act, ActFn::D1, bv.as_ref(), Some(g)));
+            let mut grads = vec![gz, gx];
+            if bv.is_some() {
                 grads.push(gb);
             }
             grads

@@ -7,8 +7,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
-    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ActFn, Activation, Binary, Dist,
-    Reduce, ShapeError, TensorOps, Unary,
+    self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ActFn, Activation, AdamStep, Binary,
+    Dist, Reduce, ShapeError, TensorOps, Unary,
 };
 use crate::reference::{reduced_shape, split_axis};
 
@@ -578,5 +578,51 @@ impl TensorOps for Tensor {
     }
     fn activation(&self, act: Activation, f: ActFn, beta: Option<&Self>, gy: Option<&Self>) -> Self {
         self.activation_gpu(act, f, beta, gy)
+    }
+    fn adam_step(&self, grad: &Self, m: &Self, v: &Self, clip: &Self, h: AdamStep) -> (Self, Self, Self) {
+        #[repr(C)]
+        #[derive(Clone, Copy, Pod, Zeroable)]
+        struct AdamParams {
+            n: u32,
+            lr: f32,
+            beta1: f32,
+            beta2: f32,
+            eps: f32,
+            pad: [u32; 3],
+        }
+        let (p2, m2, v2) = (
+            Tensor::empty(&self.gpu, &self.shape),
+            Tensor::empty(&self.gpu, &self.shape),
+            Tensor::empty(&self.gpu, &self.shape),
+        );
+        let n = self.numel() as u32;
+        let params = AdamParams { n, lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps, pad: [0; 3] };
+        let k = self.gpu.kernel(&KernelSpec::new("adam", "main", 5, 3));
+        let bindings = [
+            self.binding(),
+            grad.binding(),
+            m.binding(),
+            v.binding(),
+            clip.binding(),
+            p2.binding(),
+            m2.binding(),
+            v2.binding(),
+        ];
+        self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &bindings, grid_1d(n.div_ceil(1024)));
+        (p2, m2, v2)
+    }
+    fn lerp(&self, other: &Self, t: f32) -> Self {
+        assert_eq!(self.shape, other.shape, "lerp of {:?} and {:?}", self.shape, other.shape);
+        let params = ElemParams { n: self.numel() as u32, a: t, b: 0.0, pad: 0 };
+        self.elementwise("binary", 7, params, &[self, other])
+    }
+    fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
+        let (rows, cols) = (w.shape[0], w.shape[1]);
+        // The kernel updates in place: work on copies, the inputs may be shared.
+        let (u2, v2) = (u.copy(), v.copy());
+        let params = [rows as u32, cols as u32, iters as u32, 0];
+        let k = w.gpu.kernel(&KernelSpec::new("power_iteration", "main", 1, 2));
+        w.gpu.dispatch(&k, bytemuck::cast_slice(&params), &[w.binding(), u2.binding(), v2.binding()], [1, 1, 1]);
+        (u2, v2)
     }
 }

@@ -233,3 +233,33 @@ fn results_do_not_depend_on_runtime_checks() {
         assert!(f.iter().zip(s).all(|(x, y)| x.to_bits() == y.to_bits()), "output {i} differs with runtime checks");
     }
 }
+
+#[test]
+fn optimizer_and_power_iteration_kernels_match_reference() {
+    use resflow::AdamStep;
+    let n = 1027;
+    let (p, pc) = pair(&values(n, -1.0, 1.0, 90), &[n]);
+    let (g, gc) = pair(&values(n, -1.0, 1.0, 91), &[n]);
+    let (m, mc) = pair(&values(n, -0.1, 0.1, 92), &[n]);
+    let (v, vc) = pair(&values(n, 0.0, 0.1, 93), &[n]);
+    let (clip, clipc) = pair(&[0.7], &[1]);
+    let h = AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8 };
+    let (p2, m2, v2) = p.adam_step(&g, &m, &v, &clip, h);
+    let (pc2, mc2, vc2) = pc.adam_step(&gc, &mc, &vc, &clipc, h);
+    assert_tensor_close("adam param", &p2, &pc2, 1e-5, 1e-6);
+    assert_tensor_close("adam m", &m2, &mc2, 1e-5, 1e-7);
+    assert_tensor_close("adam v", &v2, &vc2, 1e-5, 1e-8);
+    assert_tensor_close("lerp", &p.lerp(&g, 0.3), &pc.lerp(&gc, 0.3), 1e-6, 1e-6);
+
+    for (rows, cols) in [(5, 3), (64, 64), (300, 17)] {
+        let (w, wc) = pair(&values(rows * cols, -1.0, 1.0, 94), &[rows, cols]);
+        let (u, uc) = pair(&values(rows, -1.0, 1.0, 95), &[rows, 1]);
+        let (v, vc) = pair(&values(cols, -1.0, 1.0, 96), &[cols, 1]);
+        let (ug, vg) = Tensor::matrix_power_iteration(&w, &u, &v, 7);
+        let (ur, vr) = CpuTensor::matrix_power_iteration(&wc, &uc, &vc, 7);
+        assert_tensor_close(&format!("power iteration u {rows}x{cols}"), &ug, &ur, 1e-4, 1e-5);
+        assert_tensor_close(&format!("power iteration v {rows}x{cols}"), &vg, &vr, 1e-4, 1e-5);
+        // The inputs are untouched (the kernel works on copies).
+        assert_eq!(u.to_vec(), values(rows, -1.0, 1.0, 95));
+    }
+}

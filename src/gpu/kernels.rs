@@ -26,6 +26,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv_grad_weight", include_str!("../../shaders/conv_grad_weight.wgsl")),
     ("activation", include_str!("../../shaders/activation.wgsl")),
     ("squeeze", include_str!("../../shaders/squeeze.wgsl")),
+    ("power_iteration", include_str!("../../shaders/power_iteration.wgsl")),
+    ("adam", include_str!("../../shaders/adam.wgsl")),
 ];
 
 pub fn source(name: &str) -> &'static str {

@@ -99,6 +99,13 @@ impl SpectralNorm {
         let w = store.get(self.weight).clone();
         let mut u = store.get(self.u).clone();
         let mut v = store.get(self.v).clone();
+        if let (PowerIters::Fixed(n), Operator::Matrix) = (iters, self.operator) {
+            // The fused kernel runs all n iterations in one dispatch.
+            let (u2, v2) = T::matrix_power_iteration(&Self::matrix(&w), &u, &v, n);
+            store.set(self.u, u2);
+            store.set(self.v, v2);
+            return n;
+        }
         let (max, tol) = match iters {
             PowerIters::Fixed(n) => (n, None),
             PowerIters::Tolerance { atol, rtol, max } => (max, Some((atol, rtol))),
