@@ -9,14 +9,19 @@
 
 pub mod activation;
 pub mod bench;
+pub mod checkpoint;
 mod conv;
+pub mod data;
 pub mod flow;
 pub mod gpu;
 pub mod nn;
 pub mod ops;
+pub mod optim;
+pub mod plot;
 pub mod reference;
 pub mod tape;
 pub mod tensor;
+pub mod toy;
 
 pub use gpu::{Gpu, GpuError};
 pub use ops::{ActFn, Activation, AdamStep, Binary, Dist, Reduce, TensorOps, Unary};

@@ -211,8 +211,9 @@ impl Tensor {
             batch_c: (m * n) as u32,
             pad2: 0,
         };
+        // Staging costs two dispatches; with a tiny K the direct kernels are cheaper.
         let kernel = match kernel {
-            MatmulKernel::Texture if !self.texture_fits(batch, m, k, n) => MatmulKernel::Vec4,
+            MatmulKernel::Texture if !self.texture_fits(batch, m, k, n) || k < 8 => MatmulKernel::Vec4,
             other => other,
         };
         let kernel = match kernel {

@@ -351,3 +351,41 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
     push("conv2d_grad_weight", time_median(gpu, 1, reps, || drop(input.conv2d_grad_weight(&grad, k))));
     rows
 }
+
+/// Seconds per training step of the reference's small toy configuration (10 blocks of
+/// 2-64-64-64-2, batch 256, Adam), with the exact 2×2 log-det and with the unbiased estimator.
+pub fn toy_step(gpu: &Gpu, reps: usize) -> Vec<Row> {
+    use crate::toy::{ToyConfig, ToyRun};
+    ["exact", "unbiased"]
+        .iter()
+        .map(|est| {
+            let config = ToyConfig {
+                blocks: 10,
+                hidden: vec![64, 64, 64],
+                batch: 256,
+                estimator: est.to_string(),
+                iters: usize::MAX,
+                ..ToyConfig::default()
+            };
+            let mut run = ToyRun::new(gpu, config).expect("valid config");
+            run.train_step().expect("finite loss");
+            let mut times = Vec::new();
+            for _ in 0..reps.max(3) {
+                let start = Instant::now();
+                run.train_step().expect("finite loss");
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let ms = times[times.len() / 2];
+            Row {
+                kernel: "toy_step".into(),
+                shape: format!("10x2-64-64-64-2 b256 {est}"),
+                ms,
+                work: Work::None,
+                pct_peak: None,
+                timer: "wall",
+                extra: vec![("s_per_step", ms / 1e3)],
+            }
+        })
+        .collect()
+}

@@ -56,6 +56,8 @@ pub struct FlowCtx<'a, T> {
     pub binder: &'a Binder<'a, T>,
     /// Evaluation mode: estimators switch to their evaluation variant.
     pub eval: bool,
+    /// Replaces every block's estimator (e.g. the exact 2×2 log-det for toy evaluation).
+    pub estimator: Option<Estimator>,
     rng: RefCell<StdRng>,
     probe_seed: u64,
     probe_stream: Cell<u64>,
@@ -66,10 +68,16 @@ impl<'a, T: TensorOps> FlowCtx<'a, T> {
         FlowCtx {
             binder,
             eval,
+            estimator: None,
             rng: RefCell::new(StdRng::seed_from_u64(seed)),
             probe_seed: seed,
             probe_stream: Cell::new(0),
         }
+    }
+    /// The same context with every block using `estimator`.
+    pub fn with_estimator(mut self, estimator: Estimator) -> Self {
+        self.estimator = Some(estimator);
+        self
     }
     /// One draw of the block's series terms.
     pub fn draw(&self, estimator: &Estimator) -> Draw {

@@ -314,9 +314,10 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
 
     fn forward(&self, ctx: &FlowCtx<'_, T>, x: &Var<T>) -> (Var<T>, Var<T>) {
         let tape = ctx.binder.tape;
+        let estimator = ctx.estimator.unwrap_or(self.estimator);
         let training = tape.is_recording() && (x.is_tracked() || ctx.binder.store.trainable().next().is_some());
-        if training && self.grad_mode == GradMode::NeumannBif && self.estimator != Estimator::Exact {
-            let draw = ctx.draw(&self.estimator);
+        if training && self.grad_mode == GradMode::NeumannBif && estimator != Estimator::Exact {
+            let draw = ctx.draw(&estimator);
             let probes = self.probe_vectors(ctx, &x.value);
             let (est, gx, gtheta) = self.bif_gradients(ctx, &x.value, &draw, probes);
             let w = self.g.weights(ctx.binder);
@@ -326,10 +327,10 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
         let w = self.g.weights(ctx.binder);
         let (gx, pre) = self.g.apply(tape, &w, x);
         let y = tape.add(x, &gx);
-        if self.estimator == Estimator::Exact {
+        if estimator == Estimator::Exact {
             return (y, self.exact_logdet(tape, &w, &pre, x));
         }
-        let draw = ctx.draw(&self.estimator);
+        let draw = ctx.draw(&estimator);
         let probes = self.probe_vectors(ctx, &x.value);
         let weight = self.probe_weight(probes.len());
         if training && self.grad_mode == GradMode::Naive {

@@ -12,6 +12,7 @@ use crate::tape::{Gradients, Tape, Var};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParamId(usize);
 
+#[derive(Clone)]
 struct Entry<T> {
     name: String,
     value: T,
@@ -19,6 +20,7 @@ struct Entry<T> {
 }
 
 /// Named tensors of one model, in creation order.
+#[derive(Clone)]
 pub struct ParamStore<T> {
     proto: T,
     entries: Vec<Entry<T>>,
