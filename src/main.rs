@@ -50,9 +50,11 @@ struct TrainArgs {
     /// naive, neumann or neumann-bif (series estimators only).
     #[arg(long)]
     grad_mode: Option<String>,
-    /// ActNorm after every block.
-    #[arg(long)]
+    /// ActNorm after every block (on by default; --no-actnorm turns it off).
+    #[arg(long, overrides_with = "no_actnorm")]
     actnorm: bool,
+    #[arg(long)]
+    no_actnorm: bool,
     #[arg(long)]
     lr: Option<f32>,
     /// Linear learning-rate warm-up steps.
@@ -115,7 +117,11 @@ impl TrainArgs {
             seed,
             eval_every
         );
-        c.actnorm |= self.actnorm;
+        if self.no_actnorm {
+            c.actnorm = false;
+        } else if self.actnorm {
+            c.actnorm = true;
+        }
         c
     }
 }
@@ -219,7 +225,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     }
                     resflow::checkpoint::write_atomically(&out, s.as_bytes())?;
                 }
-                Some("png") => resflow::plot::Image::histogram(&pts, 4.0, 300).save_png(&out)?,
+                Some("png") => resflow::plot::Image::histogram(&pts, 4.0, 100).upscale(3).save_png(&out)?,
                 _ => return Err(format!("--out must end in .csv or .png, got {}", out.display()).into()),
             }
             let max = iters.iter().max().copied().unwrap_or(0);

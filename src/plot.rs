@@ -40,6 +40,13 @@ impl Image {
         Image { width: res, height: res, pixels }
     }
 
+    /// Each pixel repeated `k` times in both directions.
+    pub fn upscale(&self, k: usize) -> Self {
+        let (w, h) = (self.width * k, self.height * k);
+        let pixels = (0..w * h).map(|i| self.pixels[(i / w / k) * self.width + (i % w) / k]).collect();
+        Image { width: w, height: h, pixels }
+    }
+
     /// A 2-D histogram of points over the square [-extent, extent]², `res` bins a side.
     pub fn histogram(points: &[f32], extent: f32, res: usize) -> Self {
         let mut counts = vec![0.0f64; res * res];
