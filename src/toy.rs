@@ -494,7 +494,8 @@ pub fn train(run: &mut ToyRun, out: &Path, quiet: bool) -> Result<TrainOutputs, 
             final_nll = Some(nll);
             let gap = entropy.map(|h| format!(" (gap to the true entropy {:.3})", nll - h)).unwrap_or_default();
             let line = format!("step {step}: test NLL {nll:.4} nats{gap}");
-            if quiet {
+            // A hidden bar (quiet, or stderr not a terminal) prints nothing itself.
+            if quiet || bar.is_hidden() {
                 eprintln!("{line}");
             } else {
                 bar.println(line);
