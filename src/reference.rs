@@ -218,87 +218,25 @@ impl TensorOps for CpuTensor {
         CpuTensor::new(data, shape)
     }
     fn try_conv2d(&self, w: &Self) -> Result<Self, ShapeError> {
-        let (n, ci, h, wd, co, k) = ops::conv_shape(&self.shape, &w.shape)?;
-        let pad = (k / 2) as isize;
+        let (n, _, h, wd, co, _) = ops::conv_shape(&self.shape, &w.shape)?;
         let mut out = vec![0.0; n * co * h * wd];
-        for b in 0..n {
-            for o in 0..co {
-                for y in 0..h {
-                    for x in 0..wd {
-                        let mut s = 0.0;
-                        for c in 0..ci {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let (yy, xx) = (y as isize + ky as isize - pad, x as isize + kx as isize - pad);
-                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
-                                        s += w.data[((o * ci + c) * k + ky) * k + kx]
-                                            * self.data[((b * ci + c) * h + yy as usize) * wd + xx as usize];
-                                    }
-                                }
-                            }
-                        }
-                        out[((b * co + o) * h + y) * wd + x] = s;
-                    }
-                }
-            }
-        }
+        for_each_tap(&self.shape, &w.shape, |xi, wi, yi| out[yi] += w.data[wi] * self.data[xi]);
         Ok(CpuTensor::new(out, &[n, co, h, wd]))
     }
     fn conv_transpose2d(&self, w: &Self) -> Self {
         let (n, co, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
-        let (ci, k) = (w.shape[1], w.shape[2]);
         assert_eq!(w.shape[0], co, "conv_transpose2d: channels of {:?} vs weights {:?}", self.shape, w.shape);
-        let pad = (k / 2) as isize;
-        // Scatter form of the adjoint: every output of conv2d spreads back over its window.
-        let mut out = vec![0.0; n * ci * h * wd];
-        for b in 0..n {
-            for o in 0..co {
-                for y in 0..h {
-                    for x in 0..wd {
-                        let g = self.data[((b * co + o) * h + y) * wd + x];
-                        for c in 0..ci {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let (yy, xx) = (y as isize + ky as isize - pad, x as isize + kx as isize - pad);
-                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
-                                        out[((b * ci + c) * h + yy as usize) * wd + xx as usize] +=
-                                            g * w.data[((o * ci + c) * k + ky) * k + kx];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        CpuTensor::new(out, &[n, ci, h, wd])
+        let x_shape = [n, w.shape[1], h, wd];
+        // The adjoint scatters every output of conv2d back over its window.
+        let mut out = vec![0.0; x_shape.iter().product()];
+        for_each_tap(&x_shape, &w.shape, |xi, wi, yi| out[xi] += self.data[yi] * w.data[wi]);
+        CpuTensor::new(out, &x_shape)
     }
     fn conv2d_grad_weight(&self, gy: &Self, k: usize) -> Self {
-        let (n, ci, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
-        let co = gy.shape[1];
-        let pad = (k / 2) as isize;
-        let mut out = vec![0.0; co * ci * k * k];
-        for b in 0..n {
-            for o in 0..co {
-                for y in 0..h {
-                    for x in 0..wd {
-                        let g = gy.data[((b * co + o) * h + y) * wd + x];
-                        for c in 0..ci {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let (yy, xx) = (y as isize + ky as isize - pad, x as isize + kx as isize - pad);
-                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
-                                        out[((o * ci + c) * k + ky) * k + kx] +=
-                                            g * self.data[((b * ci + c) * h + yy as usize) * wd + xx as usize];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        CpuTensor::new(out, &[co, ci, k, k])
+        let w_shape = [gy.shape[1], self.shape[1], k, k];
+        let mut out = vec![0.0; w_shape.iter().product()];
+        for_each_tap(&self.shape, &w_shape, |xi, wi, yi| out[wi] += gy.data[yi] * self.data[xi]);
+        CpuTensor::new(out, &w_shape)
     }
     fn squeeze2(&self) -> Self {
         let shape = ops::squeeze_shape(&self.shape);
@@ -344,6 +282,39 @@ impl TensorOps for CpuTensor {
         let b = beta.map_or(1.0, |t| t.data[0]);
         let data = (0..self.data.len()).map(|i| gy.map_or(1.0, |g| g.data[i]) * act.eval(f, self.data[i], b)).collect();
         CpuTensor::new(data, &self.shape)
+    }
+}
+
+/// Calls `f(x index, w index, y index)` for every (image, output channel, pixel, input
+/// channel, tap) of a stride-1 "same" convolution of x [N, Ci, H, W] with w [Co, Ci, k, k] whose
+/// tap lands inside the image: the one loop nest behind conv2d and both of its VJPs.
+fn for_each_tap(x: &[usize], w: &[usize], mut f: impl FnMut(usize, usize, usize)) {
+    let (n, ci, h, wd) = (x[0], x[1], x[2], x[3]);
+    let (co, k) = (w[0], w[2]);
+    let pad = (k / 2) as isize;
+    for b in 0..n {
+        for o in 0..co {
+            for y in 0..h {
+                for xx in 0..wd {
+                    let yi = ((b * co + o) * h + y) * wd + xx;
+                    for c in 0..ci {
+                        for ky in 0..k {
+                            let sy = y as isize + ky as isize - pad;
+                            if sy < 0 || sy as usize >= h {
+                                continue;
+                            }
+                            for kx in 0..k {
+                                let sx = xx as isize + kx as isize - pad;
+                                if sx >= 0 && (sx as usize) < wd {
+                                    let xi = ((b * ci + c) * h + sy as usize) * wd + sx as usize;
+                                    f(xi, ((o * ci + c) * k + ky) * k + kx, yi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
