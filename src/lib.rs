@@ -5,7 +5,10 @@
 //! - [`ops`]: the op set (shared by the GPU tensor and the f64 reference);
 //! - [`tensor`]: the GPU tensor and the kernels behind each op;
 //! - [`reference`]: the f64 CPU reference, the oracle for tests;
-//! - [`tape`]: the explicit reverse-mode tape and the VJP rules.
+//! - [`tape`]: the explicit reverse-mode tape and the VJP rules;
+//! - [`nn`]: parameters, layers and Lipschitz constraints;
+//! - [`flow`]: invertible layers, the residual block and its log-det estimators;
+//! - [`optim`], [`toy`], [`data`], [`checkpoint`], [`plot`]: training the toy flows.
 
 pub mod activation;
 pub mod bench;
