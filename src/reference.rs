@@ -240,41 +240,17 @@ impl TensorOps for CpuTensor {
     }
     fn squeeze2(&self) -> Self {
         let shape = ops::squeeze_shape(&self.shape);
-        let (b, c, h, w) = (self.shape[0], self.shape[1], shape[2], shape[3]);
         let mut out = vec![0.0; self.numel()];
-        for bi in 0..b {
-            for ci in 0..c {
-                for i in 0..2 {
-                    for j in 0..2 {
-                        for y in 0..h {
-                            for x in 0..w {
-                                out[((bi * 4 * c + 4 * ci + 2 * i + j) * h + y) * w + x] =
-                                    self.data[((bi * c + ci) * 2 * h + 2 * y + i) * 2 * w + 2 * x + j];
-                            }
-                        }
-                    }
-                }
-            }
+        for (sq, un) in squeeze_pairs(&shape) {
+            out[sq] = self.data[un];
         }
         CpuTensor::new(out, &shape)
     }
     fn unsqueeze2(&self) -> Self {
         let shape = ops::unsqueeze_shape(&self.shape);
-        let (b, c, h, w) = (shape[0], shape[1], self.shape[2], self.shape[3]);
         let mut out = vec![0.0; self.numel()];
-        for bi in 0..b {
-            for ci in 0..c {
-                for i in 0..2 {
-                    for j in 0..2 {
-                        for y in 0..h {
-                            for x in 0..w {
-                                out[((bi * c + ci) * 2 * h + 2 * y + i) * 2 * w + 2 * x + j] =
-                                    self.data[((bi * 4 * c + 4 * ci + 2 * i + j) * h + y) * w + x];
-                            }
-                        }
-                    }
-                }
-            }
+        for (sq, un) in squeeze_pairs(&self.shape) {
+            out[un] = self.data[sq];
         }
         CpuTensor::new(out, &shape)
     }
@@ -283,6 +259,19 @@ impl TensorOps for CpuTensor {
         let data = (0..self.data.len()).map(|i| gy.map_or(1.0, |g| g.data[i]) * act.eval(f, self.data[i], b)).collect();
         CpuTensor::new(data, &self.shape)
     }
+}
+
+/// (squeezed index, unsqueezed index) pairs of space-to-depth for a squeezed shape
+/// [B, 4C, H, W]: channel 4c + 2i + j holds pixel (2y + i, 2x + j) of channel c.
+fn squeeze_pairs(squeezed: &[usize]) -> impl Iterator<Item = (usize, usize)> {
+    let (b, c, h, w) = (squeezed[0], squeezed[1] / 4, squeezed[2], squeezed[3]);
+    (0..b * 4 * c * h * w).map(move |sq| {
+        let (x, y) = (sq % w, (sq / w) % h);
+        let ch = (sq / (w * h)) % (4 * c);
+        let bi = sq / (w * h * 4 * c);
+        let (ci, i, j) = (ch / 4, (ch / 2) % 2, ch % 2);
+        (sq, ((bi * c + ci) * 2 * h + 2 * y + i) * 2 * w + 2 * x + j)
+    })
 }
 
 /// Calls `f(x index, w index, y index)` for every (image, output channel, pixel, input

@@ -14,6 +14,15 @@ pub enum Constraint {
     Induced(InducedNorm),
 }
 
+/// The weight `id` on the tape, normalised by its constraint if it has one.
+fn constrained_weight<T: TensorOps>(b: &Binder<'_, T>, id: ParamId, constraint: &Option<Constraint>) -> Var<T> {
+    let w = b.var(id);
+    match constraint {
+        Some(c) => c.normalized(b, &w),
+        None => w,
+    }
+}
+
 impl Constraint {
     fn normalized<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
         match self {
@@ -94,11 +103,7 @@ impl Linear {
     }
 
     pub fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> Var<T> {
-        let w = b.var(self.weight);
-        match &self.constraint {
-            Some(c) => c.normalized(b, &w),
-            None => w,
-        }
+        constrained_weight(b, self.weight, &self.constraint)
     }
 
     /// x [batch, in] → [batch, out].
@@ -148,11 +153,7 @@ impl Conv2d {
     }
 
     pub fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> Var<T> {
-        let w = b.var(self.weight);
-        match &self.constraint {
-            Some(c) => c.normalized(b, &w),
-            None => w,
-        }
+        constrained_weight(b, self.weight, &self.constraint)
     }
 
     /// x [n, ci, h, w] → [n, co, h, w].
