@@ -187,21 +187,26 @@ fn matmul_row(gpu: &Gpu, m: usize, k: usize, n: usize, reps: usize) -> Row {
     }
 }
 
-fn elementwise_row(gpu: &Gpu, name: &str, op: Unary, reps: usize) -> Row {
-    let n = 1 << 24;
-    let x = Tensor::random(gpu, &[n], Dist::Normal { mean: 0.0, std: 1.0 }, 3, 0);
-    let (ms, timer) = time_median(gpu, 2, reps, || {
-        let _ = x.unary(op);
-    });
+/// Elements of the memory-bound rows.
+const STREAM: usize = 1 << 24;
+
+/// A memory-bound kernel over 16 M floats moving `bytes_per_element` bytes per element.
+fn stream_row(gpu: &Gpu, name: &str, bytes_per_element: f64, reps: usize, run: impl FnMut()) -> Row {
+    let (ms, timer) = time_median(gpu, 2, reps, run);
     Row {
         kernel: name.into(),
         shape: "16M f32".into(),
         ms,
-        work: Work::Bytes(8.0 * n as f64),
+        work: Work::Bytes(bytes_per_element * STREAM as f64),
         pct_peak: None,
         timer,
         extra: vec![],
     }
+}
+
+fn elementwise_row(gpu: &Gpu, name: &str, op: Unary, reps: usize) -> Row {
+    let x = Tensor::random(gpu, &[STREAM], Dist::Normal { mean: 0.0, std: 1.0 }, 3, 0);
+    stream_row(gpu, name, 8.0, reps, || drop(x.unary(op)))
 }
 
 /// A chain of 1000 tiny dependent ops ended by one sync: the per-op recording + dispatch cost.
@@ -251,36 +256,12 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
         emit(&with_peak(elementwise_row(gpu, "add_scalar", Unary::Affine(1.0, 1.0), reps), &peaks));
     }
     if wanted("sum") {
-        let n = 1 << 24;
-        let x = Tensor::random(gpu, &[n], Dist::Uniform { lo: 0.0, hi: 1.0 }, 4, 0);
-        let (ms, timer) = time_median(gpu, 2, reps, || {
-            let _ = x.sum_all();
-        });
-        let row = Row {
-            kernel: "sum".into(),
-            shape: "16M f32".into(),
-            ms,
-            work: Work::Bytes(4.0 * n as f64),
-            pct_peak: None,
-            timer,
-            extra: vec![],
-        };
-        emit(&with_peak(row, &peaks));
+        let x = Tensor::random(gpu, &[STREAM], Dist::Uniform { lo: 0.0, hi: 1.0 }, 4, 0);
+        emit(&with_peak(stream_row(gpu, "sum", 4.0, reps, || drop(x.sum_all())), &peaks));
     }
     if wanted("random") {
-        let n = 1 << 24;
-        let (ms, timer) = time_median(gpu, 2, reps, || {
-            let _ = Tensor::random(gpu, &[n], Dist::Normal { mean: 0.0, std: 1.0 }, 5, 0);
-        });
-        let row = Row {
-            kernel: "random_normal".into(),
-            shape: "16M f32".into(),
-            ms,
-            work: Work::Bytes(4.0 * n as f64),
-            pct_peak: None,
-            timer,
-            extra: vec![],
-        };
+        let normal = Dist::Normal { mean: 0.0, std: 1.0 };
+        let row = stream_row(gpu, "random_normal", 4.0, reps, || drop(Tensor::random(gpu, &[STREAM], normal, 5, 0)));
         emit(&with_peak(row, &peaks));
     }
     if wanted("overhead") {
