@@ -8,6 +8,11 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
+use crate::nn::ParamStore;
+use crate::ops::TensorOps;
+use crate::optim::{Adam, Ema};
+use crate::tensor::Tensor;
+
 /// What went wrong reading or writing a checkpoint; always names the file.
 #[derive(Debug)]
 pub struct CheckpointError(pub String);
@@ -92,4 +97,57 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// The tensors of a training run: parameters (`param/`), Adam moments (`adam_m/`, `adam_v/`)
+/// and the EMA weights (`ema/`), each under its parameter's stable name.
+pub fn put_training_state(ck: &mut Checkpoint, store: &ParamStore<Tensor>, adam: &Adam<Tensor>, ema: &Ema<Tensor>) {
+    let mut put = |name: String, t: &Tensor| ck.tensors.push((name, t.shape().to_vec(), t.to_vec()));
+    for id in store.ids() {
+        put(format!("param/{}", store.name(id)), store.get(id));
+    }
+    for (id, m) in &adam.m {
+        put(format!("adam_m/{}", store.name(*id)), m);
+    }
+    for (id, v) in &adam.v {
+        put(format!("adam_v/{}", store.name(*id)), v);
+    }
+    for (id, e) in &ema.values {
+        put(format!("ema/{}", store.name(*id)), e);
+    }
+}
+
+/// Loads what `put_training_state` wrote into a freshly built model, checking every shape;
+/// `bad` turns a mismatch into the caller's error.
+pub fn take_training_state<E>(
+    ck: &Checkpoint,
+    store: &mut ParamStore<Tensor>,
+    adam: &mut Adam<Tensor>,
+    ema: &mut Ema<Tensor>,
+    bad: impl Fn(String) -> E,
+) -> Result<(), E> {
+    let load = |name: &str, like: &Tensor| -> Result<Option<Tensor>, E> {
+        match ck.get(name) {
+            None => Ok(None),
+            Some((shape, data)) if shape == like.shape() => Ok(Some(like.tensor_like(data, shape))),
+            Some((shape, _)) => Err(bad(format!("{name} has shape {shape:?}, the model expects {:?}", like.shape()))),
+        }
+    };
+    for id in store.ids().collect::<Vec<_>>() {
+        let name = store.name(id).to_string();
+        let like = store.get(id).clone();
+        let value = load(&format!("param/{name}"), &like)?.ok_or_else(|| bad(format!("missing parameter {name}")))?;
+        store.set(id, value);
+        if store.is_trainable(id) {
+            if let Some(m) = load(&format!("adam_m/{name}"), &like)? {
+                adam.m.insert(id, m);
+            }
+            if let Some(v) = load(&format!("adam_v/{name}"), &like)? {
+                adam.v.insert(id, v);
+            }
+            let e = load(&format!("ema/{name}"), &like)?.unwrap_or(like);
+            ema.values.insert(id, e);
+        }
+    }
+    Ok(())
 }

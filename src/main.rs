@@ -20,16 +20,17 @@ struct Cli {
 /// Model and training flags of `resflow train` (defaults: the run `cargo run --release` does).
 #[derive(clap::Args, Debug, Clone, Default)]
 struct TrainArgs {
-    /// Toy dataset: 8gaussians, checkerboard, 2spirals, pinwheel, rings, moons, circles, swissroll.
+    /// Toy dataset: 8gaussians, checkerboard, 2spirals, pinwheel, rings, moons, circles, swissroll;
+    /// or an image dataset: mnist, fashion-mnist, digits (8×8, built in).
     #[arg(long)]
     dataset: Option<String>,
     /// Train on your own 2-D points instead: a CSV of `x,y` lines (an optional header).
     #[arg(long, conflicts_with = "dataset")]
     data_file: Option<PathBuf>,
-    /// Residual blocks.
+    /// Residual blocks (images: blocks per scale).
     #[arg(long)]
     blocks: Option<usize>,
-    /// Hidden widths of each block's MLP, e.g. 64,64.
+    /// Hidden widths of each block's MLP, e.g. 64,64 (toy only).
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
     /// lipswish, elu or softplus.
@@ -85,9 +86,117 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+/// Flags of image runs only (`--dataset mnist|fashion-mnist|digits`).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ImageArgs {
+    /// Where scripts/fetch-data.sh put the datasets.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Scales of the multi-scale model (a squeeze between consecutive ones).
+    #[arg(long)]
+    scales: Option<usize>,
+    /// Hidden channels of every block.
+    #[arg(long)]
+    width: Option<usize>,
+    /// Fully connected residual blocks after the last scale (the paper: 4).
+    #[arg(long)]
+    fc_blocks: Option<usize>,
+    #[arg(long)]
+    fc_width: Option<usize>,
+    /// Factor out half the channels after every squeeze.
+    #[arg(long)]
+    factor_out: bool,
+    /// residual (the paper's model) or coupling (the Real NVP baseline).
+    #[arg(long)]
+    block: Option<String>,
+    /// Russian-roulette distribution: poisson (λ = 2) or geometric (p = 0.5).
+    #[arg(long)]
+    roulette: Option<String>,
+    /// Spectral-norm power-iteration tolerance per step.
+    #[arg(long)]
+    power_tol: Option<f32>,
+    /// α of the logit transform.
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Hybrid model λ in λ·(−log p(x)) + CE: none, 0, 1/D or 1.
+    #[arg(long)]
+    hybrid: Option<String>,
+    /// Channels of each classifier head's convolution.
+    #[arg(long)]
+    head_width: Option<usize>,
+    /// Micro-batches per step (gradient accumulation; --batch is the whole step).
+    #[arg(long)]
+    accumulate: Option<usize>,
+    /// Test images for bits/dim.
+    #[arg(long)]
+    eval_images: Option<usize>,
+    /// Images in the sample grid.
+    #[arg(long)]
+    samples: Option<usize>,
 }
 
 impl TrainArgs {
+    fn is_image(&self) -> bool {
+        self.dataset.as_deref().is_some_and(|d| resflow::data::IMAGE_DATASETS.contains(&d))
+    }
+
+    /// The image run's config; toy-only flags are refused rather than silently ignored.
+    fn image_config(&self) -> Result<resflow::image::ImageConfig, String> {
+        let toy_only = [
+            ("--hidden", self.hidden.is_some()),
+            ("--power-iters", self.power_iters.is_some()),
+            ("--actnorm/--no-actnorm", self.actnorm || self.no_actnorm),
+            ("--data-file", self.data_file.is_some()),
+        ];
+        if let Some((flag, _)) = toy_only.iter().find(|(_, set)| *set) {
+            return Err(format!("{flag} applies to toy datasets only"));
+        }
+        let mut c = resflow::image::ImageConfig::default();
+        if let Some(d) = &self.dataset {
+            c.dataset = d.clone();
+        }
+        macro_rules! set {
+            ($src:expr; $($field:ident),*) => { $( if let Some(v) = &$src.$field { c.$field = v.clone(); } )* };
+        }
+        set!(self; blocks, activation, coeff, estimator, terms, grad_mode, lr, warmup, clip, ema, batch, iters, seed, eval_every);
+        let i = &self.image;
+        set!(i; data_dir, scales, width, fc_blocks, fc_width, block, roulette, power_tol, alpha, hybrid, head_width, accumulate, eval_images, samples);
+        c.factor_out |= i.factor_out;
+        Ok(c)
+    }
+
+    /// Image-only flags on a toy run are an error.
+    fn check_toy(&self) -> Result<(), String> {
+        let i = &self.image;
+        let image_only = [
+            ("--data-dir", i.data_dir.is_some()),
+            ("--scales", i.scales.is_some()),
+            ("--width", i.width.is_some()),
+            ("--fc-blocks", i.fc_blocks.is_some()),
+            ("--fc-width", i.fc_width.is_some()),
+            ("--factor-out", i.factor_out),
+            ("--block", i.block.is_some()),
+            ("--roulette", i.roulette.is_some()),
+            ("--power-tol", i.power_tol.is_some()),
+            ("--alpha", i.alpha.is_some()),
+            ("--hybrid", i.hybrid.is_some()),
+            ("--head-width", i.head_width.is_some()),
+            ("--accumulate", i.accumulate.is_some()),
+            ("--eval-images", i.eval_images.is_some()),
+            ("--samples", i.samples.is_some()),
+        ];
+        match image_only.iter().find(|(_, set)| *set) {
+            Some((flag, _)) => {
+                Err(format!("{flag} applies to image datasets only ({})", resflow::data::IMAGE_DATASETS.join(", ")))
+            }
+            None => Ok(()),
+        }
+    }
+
     fn config(&self) -> resflow::toy::ToyConfig {
         let mut c = resflow::toy::ToyConfig::default();
         if let Some(d) = &self.dataset {
@@ -130,20 +239,21 @@ impl TrainArgs {
 enum Command {
     /// Train a residual flow on a 2-D toy density (the default command).
     Train(Box<TrainArgs>),
-    /// Draw samples from a toy checkpoint through the fixed-point inverse.
+    /// Draw samples from a checkpoint (toy or image) through the fixed-point inverse.
     Sample {
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Number of samples.
-        #[arg(long, default_value_t = 10_000)]
-        n: usize,
-        /// samples.csv (one `x,y` per line) or samples.png (a histogram).
+        /// Number of samples (default 10 000 for toy models, the run's --samples for images).
+        #[arg(long)]
+        n: Option<usize>,
+        /// samples.csv (one `x,y` per line) or samples.png (a histogram; for image models a grid).
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Test NLL of a toy checkpoint (EMA weights, exact log-det) on fresh samples.
+    /// Test NLL of a toy checkpoint (EMA weights, exact log-det) on fresh samples, or test
+    /// bits/dim (± standard error, and accuracy for hybrids) of an image checkpoint.
     Eval {
         #[arg(long)]
         checkpoint: PathBuf,
@@ -152,7 +262,10 @@ enum Command {
         dataset: Option<String>,
         #[arg(long, default_value_t = 10_000)]
         samples: usize,
-        /// One JSON object (key `nll`).
+        /// Image models: the first this many test images (default: the run's --eval-images).
+        #[arg(long)]
+        images: Option<usize>,
+        /// One JSON object (key `nll`; image models: `bpd`, `bpd_se`, `accuracy`).
         #[arg(long)]
         json: bool,
     },
@@ -213,7 +326,23 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         None => train(&gpu, &TrainArgs::default())?,
         Some(Command::Train(args)) => train(&gpu, &args)?,
+        Some(Command::Sample { checkpoint, n, out, seed })
+            if resflow::image::run::is_image_checkpoint(&checkpoint)? =>
+        {
+            let run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
+            if out.extension().and_then(|e| e.to_str()) != Some("png") {
+                return Err(format!("--out must end in .png for an image model, got {}", out.display()).into());
+            }
+            let n = n.unwrap_or(run.config.samples);
+            let iters = run.sample_grid(&run.eval_store(true), n, seed, &out)?;
+            let mean = iters.iter().sum::<usize>() as f64 / iters.len().max(1) as f64;
+            eprintln!(
+                "wrote a grid of {n} samples to {} (fixed-point iterations per block: {iters:?}, mean {mean:.1})",
+                out.display()
+            );
+        }
         Some(Command::Sample { checkpoint, n, out, seed }) => {
+            let n = n.unwrap_or(10_000);
             let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let store = run.eval_store();
             let (pts, iters) = resflow::toy::sample(&gpu, &run.flow, &store, n, seed)?;
@@ -231,7 +360,35 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let max = iters.iter().max().copied().unwrap_or(0);
             eprintln!("wrote {n} samples to {} (fixed-point iterations per block: at most {max})", out.display());
         }
-        Some(Command::Eval { checkpoint, dataset, samples, json }) => {
+        Some(Command::Eval { checkpoint, images, json, .. })
+            if resflow::image::run::is_image_checkpoint(&checkpoint)? =>
+        {
+            let mut run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
+            let images = images.unwrap_or(run.config.eval_images);
+            let store = run.eval_store(true);
+            let e = run.evaluate(&store, images)?;
+            if json {
+                let acc = e.accuracy.map_or("null".to_string(), |a| format!("{a:.5}"));
+                println!(
+                    "{{\"bpd\":{:.5},\"bpd_se\":{:.5},\"accuracy\":{acc},\"images\":{},\"step\":{}}}",
+                    e.bpd,
+                    e.bpd_se,
+                    e.images,
+                    run.step()
+                );
+            } else {
+                let acc = e.accuracy.map(|a| format!(", accuracy {:.2} %", 100.0 * a)).unwrap_or_default();
+                println!(
+                    "test bits/dim {:.4} ± {:.4} (EMA weights) on {} {} test images{acc} (step {})",
+                    e.bpd,
+                    e.bpd_se,
+                    e.images,
+                    run.config.dataset,
+                    run.step()
+                );
+            }
+        }
+        Some(Command::Eval { checkpoint, dataset, samples, json, .. }) => {
             let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let source = match dataset {
                 Some(d) => resflow::toy::Source::Toy(resflow::data::ToyDataset::parse(&d)?),
@@ -281,6 +438,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn train(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let resumes_image = match &args.resume {
+        Some(path) => resflow::image::run::is_image_checkpoint(path)?,
+        None => false,
+    };
+    if args.is_image() || resumes_image {
+        return train_image(gpu, args);
+    }
+    args.check_toy()?;
     let mut run = match &args.resume {
         Some(path) => {
             let mut run = resflow::toy::ToyRun::from_checkpoint(gpu, path)?;
@@ -312,6 +477,58 @@ fn train(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> 
         let gap =
             run.source.entropy().map(|h| format!(", {:.3} above the true entropy {h:.3}", nll - h)).unwrap_or_default();
         println!("final test NLL {nll:.4} nats{gap}; pictures, log.csv and checkpoint in {}", result.dir.display());
+    }
+    Ok(())
+}
+
+fn train_image(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use resflow::image::{run, ImageRun};
+    let mut run = match &args.resume {
+        Some(path) => {
+            let mut run = ImageRun::from_checkpoint(gpu, path)?;
+            if let Some(iters) = args.iters {
+                run.config.iters = iters;
+            }
+            run.data()?;
+            run
+        }
+        None => ImageRun::new(gpu, args.image_config()?)?,
+    };
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&run.config.dataset));
+    if !args.quiet {
+        let c = &run.config;
+        let [ch, h, w] = run.format.shape;
+        eprintln!(
+            "training on {} {ch}×{h}×{w} ({}): {} scales × {} {} blocks, width {}{}{}, batch {}{}, {} steps → {}",
+            c.dataset,
+            gpu.info().name,
+            c.scales,
+            c.blocks,
+            c.block,
+            c.width,
+            if c.fc_blocks > 0 { format!(", {} FC blocks", c.fc_blocks) } else { String::new() },
+            if c.hybrid != "none" { format!(", hybrid λ = {}", c.hybrid) } else { String::new() },
+            c.batch,
+            if c.accumulate > 1 { format!(" ({} micro-batches)", c.accumulate) } else { String::new() },
+            c.iters,
+            out.display()
+        );
+    }
+    let result = run::train(&mut run, &out, args.quiet)?;
+    if let Some(row) = result.last {
+        if let (Some(ema), Some(raw)) = (row.ema, row.raw) {
+            let acc = ema.accuracy.map(|a| format!(", accuracy {:.2} %", 100.0 * a)).unwrap_or_default();
+            println!(
+                "final test bits/dim {:.4} ± {:.4} (EMA), {:.4} ± {:.4} (raw) on {} images{acc}; samples, log.csv and \
+                 checkpoint in {}",
+                ema.bpd,
+                ema.bpd_se,
+                raw.bpd,
+                raw.bpd_se,
+                ema.images,
+                result.dir.display()
+            );
+        }
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Pictures: heat maps of 2-D densities and histograms, and a loss curve, as PNG files.
+//! Pictures: heat maps of 2-D densities and histograms, image grids, and a loss curve, as PNG
+//! files.
 //! Everything is drawn pixel by pixel; files are written atomically.
 
 use std::path::Path;
@@ -128,6 +129,34 @@ impl Image {
             }
         }
         img
+    }
+
+    /// A grid of images ([n, C, H, W] values in [0, 1]; C = 1 grey, C = 3 RGB), `cols` wide,
+    /// each shown `scale`× with a 2-pixel dark gutter.
+    pub fn grid(images: &[f32], shape: [usize; 3], cols: usize, scale: usize) -> Self {
+        let [c, h, w] = shape;
+        let n = images.len() / (c * h * w);
+        let (cols, gap) = (cols.max(1), 2);
+        let rows = n.div_ceil(cols);
+        let (cw, ch) = (w * scale + gap, h * scale + gap);
+        let mut out = Image::new(cols * cw + gap, rows * ch + gap, [40, 40, 40]);
+        let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        for k in 0..n {
+            let img = &images[k * c * h * w..(k + 1) * c * h * w];
+            let (x0, y0) = (gap + (k % cols) * cw, gap + (k / cols) * ch);
+            for y in 0..h * scale {
+                for x in 0..w * scale {
+                    let p = (y / scale) * w + x / scale;
+                    let rgb = if c >= 3 {
+                        [level(img[p]), level(img[h * w + p]), level(img[2 * h * w + p])]
+                    } else {
+                        [level(img[p]); 3]
+                    };
+                    out.pixels[(y0 + y) * out.width + x0 + x] = rgb;
+                }
+            }
+        }
+        out
     }
 
     /// Encodes as PNG and writes atomically.

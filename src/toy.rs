@@ -1,8 +1,8 @@
 //! Toy 2-D density estimation: the model, its training loop, evaluation with the exact 2×2
 //! log-det, pictures, checkpoints and resume.
 //!
-//! Every random number of step t comes from generators seeded by (seed, t), so a run resumed
-//! from a checkpoint at step t continues exactly as an uninterrupted one.
+//! Every random number of step t comes from `seed::step_seed`, so a resumed run continues
+//! exactly as an uninterrupted one.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,6 +22,7 @@ use crate::nn::{Binder, ParamStore, PowerIters};
 use crate::ops::{Activation, Dist, TensorOps};
 use crate::optim::{Adam, AdamConfig, Ema};
 use crate::plot::Image;
+use crate::seed::step_seed;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -205,14 +206,6 @@ pub fn build_model(store: &mut ParamStore<Tensor>, config: &ToyConfig) -> Result
     Ok(Flow::new(layers))
 }
 
-/// A seed for step `step` of stream `which` (data, estimator draws) of a run seeded `seed`.
-fn step_seed(seed: u64, step: usize, which: u64) -> u64 {
-    let mut x = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ which.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    x ^= x >> 31;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^ (x >> 29)
-}
-
 /// One row of `log.csv`.
 #[derive(Debug, Clone, Copy)]
 pub struct LogRow {
@@ -385,19 +378,7 @@ impl ToyRun {
     /// Parameters, Adam moments, EMA, step and config in one safetensors file.
     pub fn to_checkpoint(&self) -> Checkpoint {
         let mut ck = Checkpoint::default();
-        let mut put = |name: String, t: &Tensor| ck.tensors.push((name, t.shape().to_vec(), t.to_vec()));
-        for id in self.store.ids() {
-            put(format!("param/{}", self.store.name(id)), self.store.get(id));
-        }
-        for (id, m) in &self.adam.m {
-            put(format!("adam_m/{}", self.store.name(*id)), m);
-        }
-        for (id, v) in &self.adam.v {
-            put(format!("adam_v/{}", self.store.name(*id)), v);
-        }
-        for (id, e) in &self.ema.values {
-            put(format!("ema/{}", self.store.name(*id)), e);
-        }
+        crate::checkpoint::put_training_state(&mut ck, &self.store, &self.adam, &self.ema);
         ck.metadata.insert("format".into(), FORMAT.into());
         ck.metadata.insert("config".into(), serde_json::to_string(&self.config).expect("config serialises"));
         ck.metadata.insert("step".into(), self.step().to_string());
@@ -415,34 +396,7 @@ impl ToyRun {
         let config: ToyConfig = serde_json::from_str(ck.meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
         let step: usize = ck.meta("step")?.parse().map_err(|e| bad(format!("step: {e}")))?;
         let mut run = ToyRun::new(gpu, config)?;
-        let load = |name: &str, like: &Tensor| -> Result<Option<Tensor>, ToyError> {
-            match ck.get(name) {
-                None => Ok(None),
-                Some((shape, data)) if shape == like.shape() => {
-                    Ok(Some(Tensor::from_slice(gpu, data, shape).expect("shape checked")))
-                }
-                Some((shape, _)) => {
-                    Err(bad(format!("{name} has shape {shape:?}, the model expects {:?}", like.shape())))
-                }
-            }
-        };
-        for id in run.store.ids().collect::<Vec<_>>() {
-            let name = run.store.name(id).to_string();
-            let like = run.store.get(id).clone();
-            let value =
-                load(&format!("param/{name}"), &like)?.ok_or_else(|| bad(format!("missing parameter {name}")))?;
-            run.store.set(id, value);
-            if run.store.is_trainable(id) {
-                if let Some(m) = load(&format!("adam_m/{name}"), &like)? {
-                    run.adam.m.insert(id, m);
-                }
-                if let Some(v) = load(&format!("adam_v/{name}"), &like)? {
-                    run.adam.v.insert(id, v);
-                }
-                let e = load(&format!("ema/{name}"), &like)?.unwrap_or(like);
-                run.ema.values.insert(id, e);
-            }
-        }
+        crate::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = step;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         Ok(run)

@@ -1,5 +1,10 @@
-//! Datasets: the 2-D toy densities and user CSV files of 2-D points.
+//! Datasets: the 2-D toy densities, user CSV files of 2-D points, and image datasets (MNIST,
+//! Fashion-MNIST from IDX files; the embedded 8×8 digits).
 
+pub mod idx;
+pub mod images;
 pub mod toy;
 
+pub use idx::{read_idx, DataError, IdxArray};
+pub use images::{ImageSet, Splits, IMAGE_DATASETS};
 pub use toy::{load_csv, ToyDataset};

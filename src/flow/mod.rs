@@ -1,9 +1,13 @@
 //! Invertible flows: the layer interface, the sequential flow with its standard-normal base,
-//! ActNorm and the invertible residual block.
+//! ActNorm, the invertible residual block, and the image layers (logit transform, squeeze,
+//! flatten, the affine coupling baseline).
 
 pub mod actnorm;
+pub mod coupling;
 pub mod estimator;
 pub mod lipnet;
+pub mod logit;
+pub mod reshape;
 pub mod residual;
 
 use std::cell::{Cell, RefCell};
@@ -17,8 +21,11 @@ use crate::ops::{Dist, Reduce, TensorOps, Unary};
 use crate::tape::Var;
 
 pub use actnorm::ActNorm;
+pub use coupling::AffineCoupling;
 pub use estimator::{Draw, Estimator, Probe, Roulette};
 pub use lipnet::{LipschitzNet, NetSpec};
+pub use logit::LogitTransform;
+pub use reshape::{Flatten, Squeeze};
 pub use residual::{GradMode, ResidualBlock};
 
 /// A fixed-point inverse that did not converge (or diverged), naming the block.
@@ -103,6 +110,10 @@ pub trait FlowLayer<T: TensorOps> {
     fn initialize(&self, store: &mut ParamStore<T>, x: &T) -> T;
     /// Spectral-norm power iterations (no-op for layers without).
     fn power_iterate(&self, _store: &mut ParamStore<T>, _iters: PowerIters) {}
+    /// Whether `inverse` iterates (a fixed point) rather than being closed-form.
+    fn iterative_inverse(&self) -> bool {
+        false
+    }
 }
 
 /// A sequence of flow layers with a standard-normal base density.
@@ -147,24 +158,28 @@ impl<T: TensorOps> Flow<T> {
         ctx.binder.tape.add(&standard_normal_log_prob(ctx.binder.tape, &z), &logdet)
     }
 
-    /// x = F⁻¹(z), with the iterations each layer took.
+    /// x = F⁻¹(z), with the iterations each layer with an iterative inverse took.
     pub fn inverse(&self, store: &ParamStore<T>, z: &T) -> Result<(T, Vec<usize>), InverseError> {
         let mut h = z.clone();
         let mut iters = Vec::with_capacity(self.layers.len());
         for layer in self.layers.iter().rev() {
             let (x, n) = layer.inverse(store, &h)?;
-            iters.push(n);
+            if layer.iterative_inverse() {
+                iters.push(n);
+            }
             h = x;
         }
         iters.reverse();
         Ok((h, iters))
     }
 
-    pub fn initialize(&self, store: &mut ParamStore<T>, x: &T) {
+    /// Data-dependent initialisation of every layer from a batch; returns the flow's output.
+    pub fn initialize(&self, store: &mut ParamStore<T>, x: &T) -> T {
         let mut h = x.clone();
         for layer in &self.layers {
             h = layer.initialize(store, &h);
         }
+        h
     }
 
     pub fn power_iterate(&self, store: &mut ParamStore<T>, iters: PowerIters) {

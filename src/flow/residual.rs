@@ -397,6 +397,10 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
         x.add(&self.g.eval(store, x))
     }
 
+    fn iterative_inverse(&self) -> bool {
+        true
+    }
+
     fn power_iterate(&self, store: &mut ParamStore<T>, iters: PowerIters) {
         self.g.power_iterate(store, iters);
     }
