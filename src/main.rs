@@ -276,8 +276,9 @@ enum Command {
     /// Kernel throughput against the device's measured peak (`bench memory`: peak memory and
     /// time of a training step per gradient mode and number of series terms).
     Bench {
-        /// `kernels` (default), `memory`, or `toy` (seconds per training step of the toy model).
-        #[arg(default_value = "kernels", value_parser = ["kernels", "memory", "toy"])]
+        /// `kernels` (default), `memory`, `toy` (seconds per training step of the toy model) or
+        /// `image` (a training step of the image models: s/step, images/s, peak memory).
+        #[arg(default_value = "kernels", value_parser = ["kernels", "memory", "toy", "image"])]
         suite: String,
         /// One JSON object per line.
         #[arg(long)]
@@ -294,6 +295,15 @@ enum Command {
         /// Timed repetitions per kernel (the median is reported).
         #[arg(long, default_value_t = 7)]
         reps: usize,
+        /// image: which configurations (small = the reference's MNIST setup, paper = 3×16×512 + FC).
+        #[arg(long, value_delimiter = ',', default_value = "small,paper")]
+        configs: Vec<String>,
+        /// image: batch of the paper configuration's step.
+        #[arg(long, default_value_t = 4)]
+        paper_batch: usize,
+        /// image: where MNIST was fetched (synthetic 28×28 images are timed without it).
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -405,12 +415,22 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(Command::Info) => print_info(&gpu),
         Some(Command::Selfcheck) => selfcheck(&gpu)?,
-        Some(Command::Bench { suite, json, models, terms, filter, reps }) => {
+        Some(Command::Bench { suite, json, models, terms, filter, reps, configs, paper_batch, data_dir }) => {
             if !json {
                 print_info(&gpu);
                 println!();
             }
-            if suite == "toy" {
+            if suite == "image" {
+                for c in &configs {
+                    if c != "small" && c != "paper" {
+                        return Err(format!("unknown configuration {c:?}; choose small, paper").into());
+                    }
+                }
+                // The paper configuration is slow on CPU adapters: time fewer of its steps.
+                for row in resflow::bench::image::run(&gpu, &data_dir, &configs, paper_batch, reps.clamp(1, 3)) {
+                    println!("{}", if json { row.json() } else { row.text() });
+                }
+            } else if suite == "toy" {
                 for row in resflow::bench::toy_step(&gpu, reps.max(1)) {
                     println!("{}", if json { row.json() } else { row.text() });
                 }

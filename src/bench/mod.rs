@@ -5,6 +5,7 @@
 //! `RESFLOW_WALLCLOCK=1` forces wall-clock), otherwise by the wall-clock around a sync; the
 //! `timer` key says which.
 
+pub mod image;
 pub mod memory;
 
 use std::time::Instant;

@@ -104,6 +104,13 @@ impl ImageRun {
         Ok(run)
     }
 
+    /// A new run on data already in memory (benchmarks, synthetic data).
+    pub fn with_data(gpu: &Gpu, config: ImageConfig, data: Splits) -> Result<ImageRun, ImageError> {
+        let mut run = Self::build(gpu, config, ImageFormat::of(&data.train))?;
+        run.data = Some(data);
+        Ok(run)
+    }
+
     fn build(gpu: &Gpu, config: ImageConfig, format: ImageFormat) -> Result<ImageRun, ImageError> {
         config.validate()?;
         let spec = config.model_spec(format.shape, format.classes)?;
