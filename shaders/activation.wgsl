@@ -7,10 +7,8 @@
 struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> beta: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+// After the harness's two inputs (x, gy) and its output: β as a one-element buffer.
+@group(0) @binding(4) var<storage, read> beta: array<vec4<f32>>;
 
 override ACT: u32 = 0u;
 override WHICH: u32 = 0u;
@@ -60,20 +58,16 @@ fn softplus(v: vec4<f32>) -> vec4<f32> {
     }
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if i * 4u >= p.n {
-        return;
-    }
+// [gy ·] F(x; β); gy is bound to x when HAS_GY is off.
+fn apply2(x: vec4<f32>, gy: vec4<f32>) -> vec4<f32> {
     var f: vec4<f32>;
     switch ACT {
-        case 0u: { f = lipswish(x[i], beta[0].x); }
-        case 1u: { f = elu(x[i]); }
-        default: { f = softplus(x[i]); }
+        case 0u: { f = lipswish(x, beta[0].x); }
+        case 1u: { f = elu(x); }
+        default: { f = softplus(x); }
     }
     if HAS_GY {
-        f = f * gy[i];
+        f = f * gy;
     }
-    out[i] = f;
+    return f;
 }

@@ -1,14 +1,11 @@
-// Elementwise unary ops y = f(x), four elements per invocation (vec4 loads: CPU drivers pay
-// per load instruction, GPUs like 16-byte accesses). OP is an override constant, so each op is
-// its own pipeline with the switch folded away. Indices fold a 2-D grid for more than 65 535
-// workgroups. The last vec4 may run past n into the buffer's padding; that is harmless, since
-// pooled buffers are whole vec4s and nothing reads the padding.
+// Elementwise unary ops y = f(x) on vec4s (CPU drivers pay per load instruction, GPUs like
+// 16-byte accesses). OP is an override constant, so each op is its own pipeline with the switch
+// folded away. The file is completed by an input/output harness (shaders/io/*1.wgsl): inputs
+// from storage buffers, or from a flat texture copy on CPU adapters.
 
 struct Params { n: u32, a: f32, b: f32, pad: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
 override OP: u32 = 0u;
 
@@ -18,7 +15,7 @@ fn sigmoid(v: vec4<f32>) -> vec4<f32> {
     return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4<f32>(0.0));
 }
 
-fn apply(v: vec4<f32>) -> vec4<f32> {
+fn apply1(v: vec4<f32>) -> vec4<f32> {
     switch OP {
         case 0u: { return -v; }
         case 1u: { return exp(v); }
@@ -38,13 +35,5 @@ fn apply(v: vec4<f32>) -> vec4<f32> {
         case 12u: { return abs(v); }
         case 13u: { return sign(v) * pow(abs(v), vec4<f32>(p.a)); }
         default: { return v; }
-    }
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if i * 4u < p.n {
-        y[i] = apply(x[i]);
     }
 }

@@ -232,21 +232,17 @@ impl Tensor {
     ) -> Tensor {
         let out = Tensor::empty(self.gpu(), self.shape());
         let n = self.numel() as u32;
-        let spec = KernelSpec::new("activation", "main", 3, 1)
-            .with("ACT", act.code() as f64)
-            .with("WHICH", f.code() as f64)
-            .with("HAS_GY", gy.is_some() as u8 as f64);
-        let kern = self.gpu().kernel(&spec);
+        let spec = |name| {
+            KernelSpec::with_slots(name, "main", vec![Slot::ReadOnly, Slot::ReadOnly, Slot::ReadWrite, Slot::ReadOnly])
+                .with("ACT", act.code() as f64)
+                .with("WHICH", f.code() as f64)
+                .with("HAS_GY", gy.is_some() as u8 as f64)
+        };
         // Unused slots are bound to `self` (read-only, so no hazard).
         let beta = beta.unwrap_or(self);
         let gy = gy.unwrap_or(self);
         let params = [n, 0, 0, 0];
-        self.gpu().dispatch(
-            &kern,
-            bytemuck::cast_slice(&params),
-            &[self.binding(), beta.binding(), gy.binding(), out.binding()],
-            grid_1d(n.div_ceil(1024)),
-        );
+        self.dispatch_elementwise("activation", spec, bytemuck::cast_slice(&params), &[self, gy], &[beta], &out);
         out
     }
 }

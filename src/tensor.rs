@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::kernels::grid_1d;
+use crate::gpu::kernels::{self, grid_1d};
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
     self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ActFn, Activation, AdamStep, Binary,
@@ -345,12 +345,45 @@ impl Tensor {
 
     fn elementwise(&self, shader: &'static str, op: u32, params: ElemParams, inputs: &[&Tensor]) -> Tensor {
         let out = Tensor::empty(&self.gpu, &self.shape);
-        let k = self.gpu.kernel(&KernelSpec::new(shader, "main", inputs.len() as u32, 1).with("OP", op as f64));
-        let mut bindings: Vec<Binding<'_>> = inputs.iter().map(|t| t.binding()).collect();
-        bindings.push(out.binding());
-        // Four elements per invocation (vec4 kernels).
-        self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &bindings, grid_1d(params.n.div_ceil(1024)));
+        let spec = |name| KernelSpec::new(name, "main", inputs.len() as u32, 1).with("OP", op as f64);
+        self.dispatch_elementwise(shader, spec, bytemuck::bytes_of(&params), inputs, &[], &out);
         out
+    }
+
+    /// Dispatches an elementwise kernel (shader + `shaders/io` harness) over `inputs`, with
+    /// `extra` buffers bound after the output. Inputs come from storage buffers or, for large
+    /// tensors on CPU adapters, from flat texture copies (`Gpu::elementwise_from_textures`).
+    pub(crate) fn dispatch_elementwise(
+        &self,
+        shader: &'static str,
+        spec: impl Fn(&'static str) -> KernelSpec,
+        params: &[u8],
+        inputs: &[&Tensor],
+        extra: &[&Tensor],
+        out: &Tensor,
+    ) {
+        let n = out.numel();
+        let staged: Vec<DeviceTexture> = if self.gpu.elementwise_from_textures(n) {
+            inputs.iter().map(|t| self.gpu.stage_flat(t.buffer(), t.numel())).collect()
+        } else {
+            Vec::new()
+        };
+        let mut bindings: Vec<Binding<'_>> = if staged.is_empty() {
+            inputs.iter().map(|t| t.binding()).collect()
+        } else {
+            staged.iter().map(Binding::Texture).collect()
+        };
+        bindings.push(out.binding());
+        bindings.extend(extra.iter().map(|t| t.binding()));
+        let mut spec = if staged.is_empty() { spec(shader) } else { spec(kernels::texture_variant(shader)) };
+        if !staged.is_empty() {
+            for slot in spec.slots.iter_mut().take(inputs.len()) {
+                *slot = Slot::Texture;
+            }
+        }
+        let k = self.gpu.kernel(&spec);
+        // Four elements per invocation (vec4 kernels).
+        self.gpu.dispatch(&k, params, &bindings, grid_1d((n as u32).div_ceil(1024)));
     }
 
     /// One strided copy (see `shaders/strided_copy.wgsl`) of a 4-D box from `self` into `dst`.

@@ -263,3 +263,35 @@ fn optimizer_and_power_iteration_kernels_match_reference() {
         assert_eq!(u.to_vec(), values(rows, -1.0, 1.0, 95));
     }
 }
+
+#[test]
+fn texture_staged_elementwise_inputs_match_buffer_inputs_bit_for_bit() {
+    use resflow::gpu::ElementwiseInputs;
+    use resflow::{ActFn, Activation, Binary};
+    // A device of its own, so switching its input mode cannot affect other tests.
+    let gpu = resflow::Gpu::new(None).expect("a GPU adapter");
+    // Sizes around the flat texture's row (4096 floats) and layer (4 Mi floats) boundaries,
+    // and not multiples of 4.
+    for n in [5usize, 4097, (1 << 16) + 3, 4 * 1024 * 1024 + 4101] {
+        let a = Tensor::from_slice(&gpu, &values(n, -3.0, 3.0, n as u64), &[n]).unwrap();
+        let b = Tensor::from_slice(&gpu, &values(n, 0.5, 2.0, n as u64 + 1), &[n]).unwrap();
+        let beta = Tensor::from_slice(&gpu, &[0.7], &[1]).unwrap();
+        let run = |mode| {
+            gpu.set_elementwise_inputs(mode);
+            let y = a.unary(Unary::Softplus);
+            let outs = [
+                y.clone(),
+                a.binary(Binary::Div, &b),
+                Tensor::unary_grad(Unary::Softplus, &a, &y, &b),
+                a.activation(Activation::LipSwish, ActFn::D1, Some(&beta), Some(&b)),
+            ];
+            outs.iter().map(|t| t.to_vec()).collect::<Vec<_>>()
+        };
+        let (buffers, textures) = (run(ElementwiseInputs::Buffers), run(ElementwiseInputs::Textures));
+        for (k, (x, y)) in buffers.iter().zip(&textures).enumerate() {
+            let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "n = {n}, op {k}: texture-staged inputs differ from buffer inputs");
+        }
+    }
+    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
+}

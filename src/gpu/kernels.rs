@@ -3,11 +3,26 @@
 //! Convention for every kernel: `@binding(0)` is a uniform of parameters, then the kernel's
 //! slots in order (storage buffers, sampled textures, storage textures), all in `@group(0)`.
 
-/// Every shader file of the project, by name. The naga test validates each of them.
+/// An elementwise op file completed by one of its input/output harnesses (`shaders/io/`).
+macro_rules! elementwise {
+    ($op:literal, $io:literal) => {
+        concat!(
+            include_str!(concat!("../../shaders/", $op, ".wgsl")),
+            include_str!(concat!("../../shaders/io/", $io, ".wgsl"))
+        )
+    };
+}
+
+/// Every shader of the project, by name. The naga test validates each of them.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("unary", include_str!("../../shaders/unary.wgsl")),
-    ("unary_grad", include_str!("../../shaders/unary_grad.wgsl")),
-    ("binary", include_str!("../../shaders/binary.wgsl")),
+    ("unary", elementwise!("unary", "buffer1")),
+    ("unary_texture", elementwise!("unary", "texture1")),
+    ("unary_grad", elementwise!("unary_grad", "buffer3")),
+    ("unary_grad_texture", elementwise!("unary_grad", "texture3")),
+    ("binary", elementwise!("binary", "buffer2")),
+    ("binary_texture", elementwise!("binary", "texture2")),
+    ("activation", elementwise!("activation", "buffer2")),
+    ("activation_texture", elementwise!("activation", "texture2")),
     ("broadcast", include_str!("../../shaders/broadcast.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
@@ -24,11 +39,20 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv_stage_output", include_str!("../../shaders/conv_stage_output.wgsl")),
     ("conv_gemm", include_str!("../../shaders/conv_gemm.wgsl")),
     ("conv_grad_weight", include_str!("../../shaders/conv_grad_weight.wgsl")),
-    ("activation", include_str!("../../shaders/activation.wgsl")),
     ("squeeze", include_str!("../../shaders/squeeze.wgsl")),
     ("power_iteration", include_str!("../../shaders/power_iteration.wgsl")),
     ("adam", include_str!("../../shaders/adam.wgsl")),
 ];
+
+/// The variant of an elementwise shader that reads its inputs from flat textures.
+pub fn texture_variant(shader: &str) -> &'static str {
+    let name = format!("{shader}_texture");
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, _)| *n)
+        .unwrap_or_else(|| panic!("{shader} has no texture variant"))
+}
 
 pub fn source(name: &str) -> &'static str {
     SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or_else(|| panic!("no shader named {name}"))

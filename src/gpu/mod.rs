@@ -15,7 +15,7 @@ mod timer;
 pub use device::GpuError;
 pub use kernels::{Kernel, KernelSpec, Slot};
 pub use pool::{bucket_size, BufferKind, PoolStats};
-pub use texture::DeviceTexture;
+pub use texture::{DeviceTexture, FLAT_ROWS, FLAT_WIDTH};
 pub use timer::GpuTimer;
 
 use std::collections::HashMap;
@@ -42,8 +42,23 @@ pub(crate) struct GpuInner {
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     layouts: Mutex<HashMap<Vec<kernels::Slot>, Arc<kernels::Layout>>>,
     runtime_checks: bool,
+    /// `ElementwiseInputs` as a number (0 auto, 1 buffers, 2 textures).
+    elementwise_inputs: std::sync::atomic::AtomicU8,
     rec: Mutex<Recorder>,
 }
+
+/// Where elementwise kernels read their inputs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementwiseInputs {
+    /// Flat texture copies for large tensors on CPU adapters, storage buffers otherwise.
+    Auto,
+    Buffers,
+    Textures,
+}
+
+/// Elements from which `Auto` stages inputs into textures on CPU adapters: below it the
+/// copies' fixed cost outweighs the faster loads.
+pub const TEXTURE_INPUTS_FROM: usize = 1 << 16;
 
 struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -125,6 +140,13 @@ impl Gpu {
                 kernels: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
                 runtime_checks,
+                elementwise_inputs: std::sync::atomic::AtomicU8::new(
+                    match std::env::var("RESFLOW_ELEMENTWISE").as_deref() {
+                        Ok("buffer") => 1,
+                        Ok("texture") => 2,
+                        _ => 0,
+                    },
+                ),
                 rec: Mutex::new(Recorder {
                     encoder: None,
                     pass: None,
@@ -142,6 +164,26 @@ impl Gpu {
     pub fn shared() -> Result<Gpu, GpuError> {
         static SHARED: std::sync::OnceLock<Result<Gpu, GpuError>> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| Gpu::new(None)).clone()
+    }
+
+    /// Chooses where elementwise kernels read inputs (`RESFLOW_ELEMENTWISE=buffer|texture`
+    /// sets it at start-up; tests compare both).
+    pub fn set_elementwise_inputs(&self, mode: ElementwiseInputs) {
+        let v = match mode {
+            ElementwiseInputs::Auto => 0,
+            ElementwiseInputs::Buffers => 1,
+            ElementwiseInputs::Textures => 2,
+        };
+        self.inner.elementwise_inputs.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an elementwise kernel over `n` elements should read flat texture copies.
+    pub fn elementwise_from_textures(&self, n: usize) -> bool {
+        match self.inner.elementwise_inputs.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => self.is_cpu() && n >= TEXTURE_INPUTS_FROM,
+        }
     }
 
     pub fn info(&self) -> &wgpu::AdapterInfo {

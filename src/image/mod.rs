@@ -194,7 +194,7 @@ impl ImageConfig {
         if self.batch == 0 || self.accumulate == 0 || self.eval_images == 0 {
             return Err(ImageError("--batch, --accumulate and --eval-images must be positive".into()));
         }
-        if self.batch % self.accumulate != 0 {
+        if !self.batch.is_multiple_of(self.accumulate) {
             return Err(ImageError(format!(
                 "--batch {} must be a multiple of --accumulate {} (each micro-batch has batch/accumulate images)",
                 self.batch, self.accumulate

@@ -67,7 +67,7 @@ impl ModelSpec {
             return Err("the image model needs at least one scale, one block per scale and a non-zero width".into());
         }
         let factor = 1usize << (self.scales - 1);
-        if h % factor != 0 || w % factor != 0 {
+        if !h.is_multiple_of(factor) || !w.is_multiple_of(factor) {
             return Err(format!(
                 "{} scales squeeze the image {}× per side, but {h}×{w} is not divisible by {factor}",
                 self.scales, factor
