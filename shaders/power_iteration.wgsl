@@ -2,6 +2,8 @@
 //   u ← normalize(W v),  v ← normalize(Wᵀ u)
 // on W [rows, cols] (row-major), updating u and v in place. For the small weight matrices of
 // the residual blocks this replaces ~10 dispatches per iteration with one per step.
+// WG (a power of two ≤ 256) is the workgroup size: on CPU adapters every barrier switches
+// between all of a workgroup's invocations, so small matrices run fastest with few of them.
 
 struct Params { rows: u32, cols: u32, iters: u32, pad: u32 }
 
@@ -10,13 +12,15 @@ struct Params { rows: u32, cols: u32, iters: u32, pad: u32 }
 @group(0) @binding(2) var<storage, read_write> u: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 
+override WG: u32 = 256u;
+
 var<workgroup> partial: array<f32, 256>;
 
 // Σ over the workgroup of each invocation's `value` (every invocation gets the total).
 fn workgroup_sum(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         if lid < half {
             partial[lid] += partial[lid + half];
         }
@@ -27,11 +31,11 @@ fn workgroup_sum(lid: u32, value: f32) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
     for (var it = 0u; it < p.iters; it++) {
         var sq = 0.0;
-        for (var r = lid; r < p.rows; r += 256u) {
+        for (var r = lid; r < p.rows; r += WG) {
             var acc = 0.0;
             for (var c = 0u; c < p.cols; c++) {
                 acc += w[r * p.cols + c] * v[c];
@@ -40,12 +44,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sq += acc * acc;
         }
         let inv_u = 1.0 / (sqrt(workgroup_sum(lid, sq)) + 1e-12);
-        for (var r = lid; r < p.rows; r += 256u) {
+        for (var r = lid; r < p.rows; r += WG) {
             u[r] *= inv_u;
         }
         storageBarrier();
         sq = 0.0;
-        for (var c = lid; c < p.cols; c += 256u) {
+        for (var c = lid; c < p.cols; c += WG) {
             var acc = 0.0;
             for (var r = 0u; r < p.rows; r++) {
                 acc += w[r * p.cols + c] * u[r];
@@ -54,7 +58,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sq += acc * acc;
         }
         let inv_v = 1.0 / (sqrt(workgroup_sum(lid, sq)) + 1e-12);
-        for (var c = lid; c < p.cols; c += 256u) {
+        for (var c = lid; c < p.cols; c += WG) {
             v[c] *= inv_v;
         }
         storageBarrier();

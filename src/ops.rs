@@ -311,16 +311,7 @@ pub trait TensorOps: Clone + Sized + 'static {
     /// `iters` power iterations u ← normalize(W v), v ← normalize(Wᵀ u) of a matrix W [rows,
     /// cols], u [rows, 1], v [cols, 1].
     fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
-        let normalize = |x: &Self| {
-            let n = x.unary(Unary::Square).sum_all().unary(Unary::Affine(1.0, 1e-24)).unary(Unary::Sqrt);
-            x.div(&n)
-        };
-        let (mut u, mut v) = (u.clone(), v.clone());
-        for _ in 0..iters {
-            u = normalize(&w.matmul(&v, false, false));
-            v = normalize(&w.matmul(&u, true, false));
-        }
-        (u, v)
+        power_iteration_by_ops(w, u, v, iters)
     }
 
     // Conveniences built from the ops above.
@@ -360,6 +351,21 @@ pub trait TensorOps: Clone + Sized + 'static {
 }
 
 /// Checks that `shape` has at most 4 axes (what the strided kernels index) and pads it to 4.
+/// Matrix power iteration from ordinary ops (matmuls and normalisations): the definition, and
+/// the fallback of fused kernels.
+pub fn power_iteration_by_ops<T: TensorOps>(w: &T, u: &T, v: &T, iters: usize) -> (T, T) {
+    let normalize = |x: &T| {
+        let n = x.unary(Unary::Square).sum_all().unary(Unary::Affine(1.0, 1e-24)).unary(Unary::Sqrt);
+        x.div(&n)
+    };
+    let (mut u, mut v) = (u.clone(), v.clone());
+    for _ in 0..iters {
+        u = normalize(&w.matmul(&v, false, false));
+        v = normalize(&w.matmul(&u, true, false));
+    }
+    (u, v)
+}
+
 pub fn pad4(shape: &[usize], what: &str) -> [usize; 4] {
     assert!(shape.len() <= 4, "{what}: at most 4 dimensions are supported, got {shape:?}");
     let mut out = [1usize; 4];

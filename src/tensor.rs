@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::kernels::{self, grid_1d};
+use crate::gpu::kernels::{self, grid_1d, LOOP_BUDGET};
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
     self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ActFn, Activation, AdamStep, Binary,
@@ -101,6 +101,26 @@ pub enum MatmulKernel {
     Vec4,
     Tiled,
     Texture,
+}
+
+/// Loop iterations one invocation of the fused power-iteration kernel runs per power iteration
+/// at workgroup size `wg` (its row and column loops and the two tree reductions).
+fn power_iteration_loops(rows: usize, cols: usize, wg: usize) -> usize {
+    rows.div_ceil(wg) * (cols + 2) + cols.div_ceil(wg) * (rows + 2) + 2 * (wg.trailing_zeros() as usize + 1) + 1
+}
+
+/// The power-iteration kernel's workgroup size: on CPU adapters every barrier switches between
+/// all of a workgroup's invocations, so small matrices run on few (`RESFLOW_POWER_WG`
+/// overrides, for experiments).
+fn power_iteration_workgroup(gpu: &Gpu, rows: usize, cols: usize) -> usize {
+    if let Some(wg) = std::env::var("RESFLOW_POWER_WG").ok().and_then(|v| v.parse::<usize>().ok()) {
+        return wg.clamp(1, 256).next_power_of_two().min(256);
+    }
+    if gpu.is_cpu() && power_iteration_loops(rows, cols, 16) <= 16_384 {
+        16
+    } else {
+        256
+    }
 }
 
 impl MatmulKernel {
@@ -417,10 +437,15 @@ impl Tensor {
             Reduce::LogSumExp => (2, 1.0),
         };
         // Few outputs over a long axis: split the axis into segments reduced by whole
-        // workgroups, then reduce the partial results (all three ops compose exactly).
-        let segs = if outputs >= 2048 || n <= 256 { 1 } else { n.div_ceil(2048).min(64usize.div_ceil(outputs)).max(1) };
-        let seg_len = n.div_ceil(segs);
+        // workgroups, then reduce the partial results (all three ops compose exactly). Segments
+        // also keep each invocation's loop within LOOP_BUDGET.
         let per_group = outputs < 2048 && n > 256;
+        let segs = if per_group {
+            n.div_ceil(2048).min(64usize.div_ceil(outputs)).max(n.div_ceil(256 * (LOOP_BUDGET / 2))).max(1)
+        } else {
+            n.div_ceil(LOOP_BUDGET / 2).max(1)
+        };
+        let seg_len = n.div_ceil(segs);
         let out = Tensor::empty(&self.gpu, &[outer * segs * inner]);
         let first_scale = if segs > 1 { 1.0 } else { scale };
         let params = ReduceParams {
@@ -652,11 +677,23 @@ impl TensorOps for Tensor {
     }
     fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
         let (rows, cols) = (w.shape[0], w.shape[1]);
+        let wg = power_iteration_workgroup(&w.gpu, rows, cols);
+        // Iterations per dispatch, within the per-invocation loop budget (LOOP_BUDGET); a
+        // matrix too long for even one falls back to the op-by-op iteration.
+        let per_dispatch = LOOP_BUDGET / power_iteration_loops(rows, cols, wg);
+        if per_dispatch == 0 {
+            return ops::power_iteration_by_ops(w, u, v, iters);
+        }
         // The kernel updates in place: work on copies, the inputs may be shared.
         let (u2, v2) = (u.copy(), v.copy());
-        let params = [rows as u32, cols as u32, iters as u32, 0];
-        let k = w.gpu.kernel(&KernelSpec::new("power_iteration", "main", 1, 2));
-        w.gpu.dispatch(&k, bytemuck::cast_slice(&params), &[w.binding(), u2.binding(), v2.binding()], [1, 1, 1]);
+        let k = w.gpu.kernel(&KernelSpec::new("power_iteration", "main", 1, 2).with("WG", wg as f64));
+        let mut done = 0;
+        while done < iters {
+            let n = per_dispatch.min(iters - done);
+            let params = [rows as u32, cols as u32, n as u32, 0];
+            w.gpu.dispatch(&k, bytemuck::cast_slice(&params), &[w.binding(), u2.binding(), v2.binding()], [1, 1, 1]);
+            done += n;
+        }
         (u2, v2)
     }
 }

@@ -251,12 +251,15 @@ fn optimizer_and_power_iteration_kernels_match_reference() {
     assert_tensor_close("adam v", &v2, &vc2, 1e-5, 1e-8);
     assert_tensor_close("lerp", &p.lerp(&g, 0.3), &pc.lerp(&gc, 0.3), 1e-6, 1e-6);
 
-    for (rows, cols) in [(5, 3), (64, 64), (300, 17)] {
+    // Long runs and long matrices too: on lavapipe a kernel invocation's loops together stop
+    // after 65 535 iterations, so these must be split across dispatches (a 512×512 matrix at 50
+    // iterations, or 200 at 128×128, exceeds that in one) or fall back to ops (2×40000).
+    for (rows, cols, iters) in [(5, 3, 7), (64, 64, 7), (300, 17, 7), (128, 128, 200), (512, 512, 50), (2, 40_000, 3)] {
         let (w, wc) = pair(&values(rows * cols, -1.0, 1.0, 94), &[rows, cols]);
         let (u, uc) = pair(&values(rows, -1.0, 1.0, 95), &[rows, 1]);
         let (v, vc) = pair(&values(cols, -1.0, 1.0, 96), &[cols, 1]);
-        let (ug, vg) = Tensor::matrix_power_iteration(&w, &u, &v, 7);
-        let (ur, vr) = CpuTensor::matrix_power_iteration(&wc, &uc, &vc, 7);
+        let (ug, vg) = Tensor::matrix_power_iteration(&w, &u, &v, iters);
+        let (ur, vr) = CpuTensor::matrix_power_iteration(&wc, &uc, &vc, iters);
         assert_tensor_close(&format!("power iteration u {rows}x{cols}"), &ug, &ur, 1e-4, 1e-5);
         assert_tensor_close(&format!("power iteration v {rows}x{cols}"), &vg, &vr, 1e-4, 1e-5);
         // The inputs are untouched (the kernel works on copies).

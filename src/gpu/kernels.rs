@@ -3,6 +3,12 @@
 //! Convention for every kernel: `@binding(0)` is a uniform of parameters, then the kernel's
 //! slots in order (storage buffers, sampled textures, storage textures), all in `@group(0)`.
 
+/// Loop iterations a kernel invocation may run in all its loops together. llvmpipe (lavapipe)
+/// silently ends every loop of an invocation after 65 535 iterations shared between all loops
+/// (a guard against runaway shaders), so kernels that loop over data split their work across
+/// dispatches to stay well under it.
+pub const LOOP_BUDGET: usize = 32_768;
+
 /// An elementwise op file completed by one of its input/output harnesses (`shaders/io/`).
 macro_rules! elementwise {
     ($op:literal, $io:literal) => {
