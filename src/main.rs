@@ -58,6 +58,9 @@ struct TrainArgs {
     no_actnorm: bool,
     #[arg(long)]
     lr: Option<f32>,
+    /// constant, or cosine (decays to zero at the last step).
+    #[arg(long)]
+    lr_schedule: Option<String>,
     /// Linear learning-rate warm-up steps.
     #[arg(long)]
     warmup: Option<usize>,
@@ -162,7 +165,7 @@ impl TrainArgs {
         macro_rules! set {
             ($src:expr; $($field:ident),*) => { $( if let Some(v) = &$src.$field { c.$field = v.clone(); } )* };
         }
-        set!(self; blocks, activation, coeff, estimator, terms, grad_mode, lr, warmup, clip, ema, batch, iters, seed, eval_every);
+        set!(self; blocks, activation, coeff, estimator, terms, grad_mode, lr, lr_schedule, warmup, clip, ema, batch, iters, seed, eval_every);
         let i = &self.image;
         set!(i; data_dir, scales, width, fc_blocks, fc_width, block, roulette, power_tol, alpha, hybrid, head_width, accumulate, eval_images, samples);
         c.factor_out |= i.factor_out;
@@ -218,6 +221,7 @@ impl TrainArgs {
             terms,
             grad_mode,
             lr,
+            lr_schedule,
             warmup,
             clip,
             ema,

@@ -19,6 +19,8 @@ pub struct AdamConfig {
     pub warmup: usize,
     /// Largest global gradient norm (∞ disables clipping).
     pub clip: f32,
+    /// Cosine decay of the learning rate to zero at this step (0: constant after warm-up).
+    pub cosine_steps: usize,
 }
 
 pub struct Adam<T> {
@@ -34,14 +36,16 @@ impl<T: TensorOps> Adam<T> {
         Adam { config, step: 0, m: BTreeMap::new(), v: BTreeMap::new() }
     }
 
-    /// The learning rate of the next step (after warm-up, constant).
+    /// The learning rate of the next step: linear warm-up, then constant or a cosine decay
+    /// that reaches zero at `cosine_steps`.
     pub fn current_lr(&self) -> f32 {
-        let w = self.config.warmup;
-        if w == 0 {
-            self.config.lr
-        } else {
-            self.config.lr * ((self.step + 1) as f32 / w as f32).min(1.0)
-        }
+        let (w, t) = (self.config.warmup, self.step + 1);
+        let warm = if w == 0 { 1.0 } else { (t as f32 / w as f32).min(1.0) };
+        let decay = match self.config.cosine_steps {
+            0 => 1.0,
+            total => 0.5 * (1.0 + (std::f32::consts::PI * (t.min(total) as f32 / total as f32)).cos()),
+        };
+        self.config.lr * warm * decay
     }
 
     /// The one-element clipping factor min(1, clip / ‖g‖), and ‖g‖ itself.
@@ -117,5 +121,27 @@ impl<T: TensorOps> Ema<T> {
             out.set(*id, e.clone());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::CpuTensor;
+
+    #[test]
+    fn learning_rate_warms_up_then_follows_the_schedule() {
+        let config = AdamConfig { lr: 1.0, beta1: 0.9, beta2: 0.99, eps: 1e-8, warmup: 10, clip: 1.0, cosine_steps: 0 };
+        let mut adam: Adam<CpuTensor> = Adam::new(config);
+        let mut lr_at = |adam: &mut Adam<CpuTensor>, step| {
+            adam.step = step;
+            adam.current_lr()
+        };
+        assert!((lr_at(&mut adam, 0) - 0.1).abs() < 1e-6 && lr_at(&mut adam, 9) == 1.0 && lr_at(&mut adam, 500) == 1.0);
+        adam.config.cosine_steps = 100;
+        // Half-way the cosine is at ½; it reaches 0 at the last step and stays there.
+        assert!((lr_at(&mut adam, 49) - 0.5).abs() < 1e-6);
+        assert!(lr_at(&mut adam, 99).abs() < 1e-6 && lr_at(&mut adam, 150).abs() < 1e-6);
+        assert!(lr_at(&mut adam, 20) > lr_at(&mut adam, 21));
     }
 }

@@ -43,6 +43,9 @@ pub struct ToyConfig {
     pub grad_mode: String,
     pub actnorm: bool,
     pub lr: f32,
+    /// `constant` or `cosine` (decay to zero at the last step); checkpoints without it are constant.
+    #[serde(default = "constant_schedule")]
+    pub lr_schedule: String,
     pub warmup: usize,
     pub clip: f32,
     pub ema: f32,
@@ -68,6 +71,7 @@ impl Default for ToyConfig {
             grad_mode: "neumann".into(),
             actnorm: true,
             lr: 5e-3,
+            lr_schedule: "constant".into(),
             warmup: 100,
             clip: 10.0,
             ema: 0.99,
@@ -101,7 +105,19 @@ impl From<InverseError> for ToyError {
     }
 }
 
+fn constant_schedule() -> String {
+    "constant".into()
+}
+
 impl ToyConfig {
+    /// The step at which the cosine schedule reaches zero (0: constant learning rate).
+    pub fn cosine_steps(&self) -> usize {
+        if self.lr_schedule == "cosine" {
+            self.iters
+        } else {
+            0
+        }
+    }
     pub fn activation(&self) -> Result<Activation, ToyError> {
         match self.activation.as_str() {
             "lipswish" => Ok(Activation::LipSwish),
@@ -130,6 +146,9 @@ impl ToyConfig {
         self.activation()?;
         self.estimator()?;
         self.grad_mode()?;
+        if !matches!(self.lr_schedule.as_str(), "constant" | "cosine") {
+            return Err(ToyError(format!("unknown --lr-schedule {:?}; choose constant, cosine", self.lr_schedule)));
+        }
         if self.blocks == 0 || self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(ToyError("the model needs at least one block and non-zero hidden widths".into()));
         }
@@ -242,6 +261,7 @@ impl ToyRun {
             eps: 1e-8,
             warmup: config.warmup,
             clip: config.clip,
+            cosine_steps: config.cosine_steps(),
         });
         let ema = Ema::new(&store, config.ema);
         Ok(ToyRun { gpu: gpu.clone(), config, source, store, flow, adam, ema, log: Vec::new(), initialized: false })

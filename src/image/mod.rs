@@ -45,6 +45,8 @@ pub struct ImageConfig {
     pub hybrid: String,
     pub head_width: usize,
     pub lr: f32,
+    /// `constant` (the paper) or `cosine` (decay to zero at the last step).
+    pub lr_schedule: String,
     pub warmup: usize,
     pub clip: f32,
     pub ema: f32,
@@ -85,6 +87,7 @@ impl Default for ImageConfig {
             hybrid: "none".into(),
             head_width: 256,
             lr: 1e-3,
+            lr_schedule: "constant".into(),
             warmup: 1000,
             clip: 1.0,
             ema: 0.999,
@@ -116,6 +119,14 @@ macro_rules! image_error_from {
 image_error_from!(crate::checkpoint::CheckpointError, crate::flow::InverseError, crate::data::DataError, String);
 
 impl ImageConfig {
+    /// The step at which the cosine schedule reaches zero (0: constant learning rate).
+    pub fn cosine_steps(&self) -> usize {
+        if self.lr_schedule == "cosine" {
+            self.iters
+        } else {
+            0
+        }
+    }
     pub fn activation(&self) -> Result<Activation, ImageError> {
         match self.activation.as_str() {
             "lipswish" => Ok(Activation::LipSwish),
@@ -191,6 +202,9 @@ impl ImageConfig {
         self.grad_mode()?;
         self.block_kind()?;
         self.hybrid_lambda(1)?;
+        if !matches!(self.lr_schedule.as_str(), "constant" | "cosine") {
+            return Err(ImageError(format!("unknown --lr-schedule {:?}; choose constant, cosine", self.lr_schedule)));
+        }
         if self.batch == 0 || self.accumulate == 0 || self.eval_images == 0 {
             return Err(ImageError("--batch, --accumulate and --eval-images must be positive".into()));
         }

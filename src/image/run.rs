@@ -123,6 +123,7 @@ impl ImageRun {
             eps: 1e-8,
             warmup: config.warmup,
             clip: config.clip,
+            cosine_steps: config.cosine_steps(),
         });
         let ema = Ema::new(&store, config.ema);
         let lambda = config.hybrid_lambda(format.dim())?;
