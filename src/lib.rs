@@ -7,8 +7,11 @@
 //! - [`reference`]: the f64 CPU reference, the oracle for tests;
 //! - [`tape`]: the explicit reverse-mode tape and the VJP rules;
 //! - [`nn`]: parameters, layers and Lipschitz constraints;
-//! - [`flow`]: invertible layers, the residual block and its log-det estimators;
-//! - [`optim`], [`toy`], [`data`], [`checkpoint`], [`plot`]: training the toy flows.
+//! - [`flow`]: invertible layers, the residual block and its log-det estimators, the image
+//!   layers (logit, squeeze, coupling);
+//! - [`toy`]: 2-D density estimation; [`image`]: multi-scale image flows and the hybrid model;
+//! - [`optim`], [`data`], [`checkpoint`], [`plot`], [`progress`], [`seed`]: what training runs
+//!   share; [`bench`]: the benchmarks behind `resflow bench`.
 
 pub mod activation;
 pub mod bench;
@@ -22,6 +25,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod progress;
 pub mod reference;
 pub mod seed;
 pub mod tape;

@@ -1,5 +1,5 @@
-//! Adam with linear warm-up and gradient-norm clipping, and an exponential moving average of
-//! the weights for evaluation.
+//! Adam with linear warm-up, an optional cosine decay and gradient-norm clipping, and an
+//! exponential moving average of the weights for evaluation.
 //!
 //! The clipping factor min(1, max_norm / ‖g‖) is computed on the device and read by the fused
 //! Adam kernel, so a step needs no readback.
@@ -21,6 +21,13 @@ pub struct AdamConfig {
     pub clip: f32,
     /// Cosine decay of the learning rate to zero at this step (0: constant after warm-up).
     pub cosine_steps: usize,
+}
+
+impl AdamConfig {
+    /// The Residual Flows setting: β = (0.9, 0.99), ε = 1e-8.
+    pub fn residual_flows(lr: f32, warmup: usize, clip: f32, cosine_steps: usize) -> Self {
+        AdamConfig { lr, beta1: 0.9, beta2: 0.99, eps: 1e-8, warmup, clip, cosine_steps }
+    }
 }
 
 pub struct Adam<T> {

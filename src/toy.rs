@@ -254,15 +254,7 @@ impl ToyRun {
         let source = Source::from_config(&config)?;
         let mut store = ParamStore::new(Tensor::full(gpu, &[1], 0.0), config.seed);
         let flow = build_model(&mut store, &config)?;
-        let adam = Adam::new(AdamConfig {
-            lr: config.lr,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            warmup: config.warmup,
-            clip: config.clip,
-            cosine_steps: config.cosine_steps(),
-        });
+        let adam = Adam::new(AdamConfig::residual_flows(config.lr, config.warmup, config.clip, config.cosine_steps()));
         let ema = Ema::new(&store, config.ema);
         Ok(ToyRun { gpu: gpu.clone(), config, source, store, flow, adam, ema, log: Vec::new(), initialized: false })
     }
@@ -433,12 +425,7 @@ pub struct TrainOutputs {
 pub fn train(run: &mut ToyRun, out: &Path, quiet: bool) -> Result<TrainOutputs, ToyError> {
     std::fs::create_dir_all(out).map_err(|e| ToyError(format!("cannot create {}: {e}", out.display())))?;
     let total = run.config.iters;
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total as u64) };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
-            .expect("valid template"),
-    );
-    bar.set_position(run.step() as u64);
+    let bar = crate::progress::step_bar(total, run.step(), quiet);
     let start = Instant::now();
     let offset = run.log.last().map_or(0.0, |r| r.seconds);
     let entropy = run.source.entropy();

@@ -116,15 +116,7 @@ impl ImageRun {
         let spec = config.model_spec(format.shape, format.classes)?;
         let mut store = ParamStore::new(Tensor::full(gpu, &[1], 0.0), config.seed);
         let model = MultiScaleFlow::new(&mut store, &spec)?;
-        let adam = Adam::new(AdamConfig {
-            lr: config.lr,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            warmup: config.warmup,
-            clip: config.clip,
-            cosine_steps: config.cosine_steps(),
-        });
+        let adam = Adam::new(AdamConfig::residual_flows(config.lr, config.warmup, config.clip, config.cosine_steps()));
         let ema = Ema::new(&store, config.ema);
         let lambda = config.hybrid_lambda(format.dim())?;
         Ok(ImageRun {
@@ -431,12 +423,7 @@ pub fn train(run: &mut ImageRun, out: &Path, quiet: bool) -> Result<ImageTrainOu
         Image::grid(&test.unit(&idx), shape, 8, (96 / shape[1]).max(1)).save_png(&out.join("data.png")).map_err(io)?;
     }
     let total = run.config.iters;
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total as u64) };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
-            .expect("valid template"),
-    );
-    bar.set_position(run.step() as u64);
+    let bar = crate::progress::step_bar(total, run.step(), quiet);
     let say = |line: String| if quiet || bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     let start = Instant::now();
     let offset = run.log.last().map_or(0.0, |r| r.seconds);
