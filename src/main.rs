@@ -255,6 +255,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Image models: sample with the raw weights instead of their EMA.
+        #[arg(long)]
+        raw: bool,
     },
     /// Test NLL of a toy checkpoint (EMA weights, exact log-det) on fresh samples, or test
     /// bits/dim (± standard error, and accuracy for hybrids) of an image checkpoint.
@@ -269,6 +272,9 @@ enum Command {
         /// Image models: the first this many test images (default: the run's --eval-images).
         #[arg(long)]
         images: Option<usize>,
+        /// Image models: evaluate the raw weights instead of their EMA.
+        #[arg(long)]
+        raw: bool,
         /// One JSON object (key `nll`; image models: `bpd`, `bpd_se`, `accuracy`).
         #[arg(long)]
         json: bool,
@@ -340,7 +346,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         None => train(&gpu, &TrainArgs::default())?,
         Some(Command::Train(args)) => train(&gpu, &args)?,
-        Some(Command::Sample { checkpoint, n, out, seed })
+        Some(Command::Sample { checkpoint, n, out, seed, raw })
             if resflow::image::run::is_image_checkpoint(&checkpoint)? =>
         {
             let run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
@@ -348,14 +354,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err(format!("--out must end in .png for an image model, got {}", out.display()).into());
             }
             let n = n.unwrap_or(run.config.samples);
-            let iters = run.sample_grid(&run.eval_store(true), n, seed, &out)?;
+            let iters = run.sample_grid(&run.eval_store(!raw), n, seed, &out)?;
             let mean = iters.iter().sum::<usize>() as f64 / iters.len().max(1) as f64;
             eprintln!(
                 "wrote a grid of {n} samples to {} (fixed-point iterations per block: {iters:?}, mean {mean:.1})",
                 out.display()
             );
         }
-        Some(Command::Sample { checkpoint, n, out, seed }) => {
+        Some(Command::Sample { checkpoint, n, out, seed, raw }) => {
+            if raw {
+                return Err("--raw applies to image checkpoints".into());
+            }
             let n = n.unwrap_or(10_000);
             let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let store = run.eval_store();
@@ -374,35 +383,40 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let max = iters.iter().max().copied().unwrap_or(0);
             eprintln!("wrote {n} samples to {} (fixed-point iterations per block: at most {max})", out.display());
         }
-        Some(Command::Eval { checkpoint, images, json, .. })
+        Some(Command::Eval { checkpoint, images, json, raw, .. })
             if resflow::image::run::is_image_checkpoint(&checkpoint)? =>
         {
             let mut run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
             let images = images.unwrap_or(run.config.eval_images);
-            let store = run.eval_store(true);
+            let store = run.eval_store(!raw);
             let e = run.evaluate(&store, images)?;
             if json {
                 let acc = e.accuracy.map_or("null".to_string(), |a| format!("{a:.5}"));
                 println!(
-                    "{{\"bpd\":{:.5},\"bpd_se\":{:.5},\"accuracy\":{acc},\"images\":{},\"step\":{}}}",
+                    "{{\"bpd\":{:.5},\"bpd_se\":{:.5},\"accuracy\":{acc},\"images\":{},\"step\":{},\"weights\":\"{}\"}}",
                     e.bpd,
                     e.bpd_se,
                     e.images,
-                    run.step()
+                    run.step(),
+                    if raw { "raw" } else { "ema" }
                 );
             } else {
                 let acc = e.accuracy.map(|a| format!(", accuracy {:.2} %", 100.0 * a)).unwrap_or_default();
                 println!(
-                    "test bits/dim {:.4} ± {:.4} (EMA weights) on {} {} test images{acc} (step {})",
+                    "test bits/dim {:.4} ± {:.4} ({} weights) on {} {} test images{acc} (step {})",
                     e.bpd,
                     e.bpd_se,
+                    if raw { "raw" } else { "EMA" },
                     e.images,
                     run.config.dataset,
                     run.step()
                 );
             }
         }
-        Some(Command::Eval { checkpoint, dataset, samples, json, .. }) => {
+        Some(Command::Eval { checkpoint, dataset, samples, json, raw, .. }) => {
+            if raw {
+                return Err("--raw applies to image checkpoints".into());
+            }
             let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let source = match dataset {
                 Some(d) => resflow::toy::Source::Toy(resflow::data::ToyDataset::parse(&d)?),

@@ -403,6 +403,12 @@ fn the_image_cli_trains_samples_evaluates_and_rejects_bad_input() {
     let e = resflow(&["eval", "--checkpoint", ck.to_str().unwrap(), "--images", "16", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&e.stdout).expect("one JSON object");
     assert!(json["bpd"].as_f64().unwrap() > 0.0 && json["bpd_se"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(json["accuracy"].is_null() && json["weights"] == "ema", "{json}");
+    let e = resflow(&["eval", "--checkpoint", ck.to_str().unwrap(), "--images", "16", "--json", "--raw"]);
+    let json: serde_json::Value = serde_json::from_slice(&e.stdout).expect("one JSON object");
+    assert_eq!(json["weights"], "raw", "{json}");
+    let s = resflow(&["sample", "--checkpoint", ck.to_str().unwrap(), "--raw", "--out", grid.to_str().unwrap()]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
 
     let fail = |args: &[&str], needle: &str| {
         let o = resflow(args);
