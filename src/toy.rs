@@ -105,7 +105,8 @@ impl From<InverseError> for ToyError {
     }
 }
 
-fn constant_schedule() -> String {
+/// The learning-rate schedule of checkpoints written before schedules existed.
+pub fn constant_schedule() -> String {
     "constant".into()
 }
 

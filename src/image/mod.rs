@@ -45,7 +45,9 @@ pub struct ImageConfig {
     pub hybrid: String,
     pub head_width: usize,
     pub lr: f32,
-    /// `constant` (the paper) or `cosine` (decay to zero at the last step).
+    /// `constant` (the paper) or `cosine` (decay to zero at the last step); checkpoints
+    /// without it are constant.
+    #[serde(default = "crate::toy::constant_schedule")]
     pub lr_schedule: String,
     pub warmup: usize,
     pub clip: f32,
