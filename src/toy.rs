@@ -64,21 +64,21 @@ impl Default for ToyConfig {
             blocks: 5,
             hidden: vec![128],
             activation: "lipswish".into(),
-            coeff: 0.9,
+            coeff: 0.97,
             power_iters: 5,
             estimator: "exact".into(),
             terms: 2,
             grad_mode: "neumann".into(),
             actnorm: true,
-            lr: 5e-3,
+            lr: 1e-2,
             lr_schedule: "constant".into(),
             warmup: 100,
             clip: 10.0,
             ema: 0.99,
             batch: 256,
-            iters: 1200,
+            iters: 1500,
             seed: 1,
-            eval_every: 600,
+            eval_every: 750,
             eval_samples: 10_000,
         }
     }
@@ -363,7 +363,7 @@ pub fn pictures(run: &ToyRun, store: &ParamStore<Tensor>, out: &Path) -> Result<
         .collect();
     let density: Vec<f64> = log_density(&run.gpu, &run.flow, store, &grid).iter().map(|lp| lp.exp()).collect();
     let density = Image::heatmap(&density, res);
-    let (pts, _) = sample(&run.gpu, &run.flow, store, 20_000, run.config.seed ^ 0x5A)?;
+    let (pts, _) = sample(&run.gpu, &run.flow, store, 10_000, run.config.seed ^ 0x5A)?;
     let samples = Image::histogram(&pts, 4.0, res / 2).upscale(2);
     data.save_png(&out.join("data.png")).map_err(io)?;
     density.save_png(&out.join("density.png")).map_err(io)?;
