@@ -140,7 +140,7 @@ mod tests {
     fn learning_rate_warms_up_then_follows_the_schedule() {
         let config = AdamConfig { lr: 1.0, beta1: 0.9, beta2: 0.99, eps: 1e-8, warmup: 10, clip: 1.0, cosine_steps: 0 };
         let mut adam: Adam<CpuTensor> = Adam::new(config);
-        let mut lr_at = |adam: &mut Adam<CpuTensor>, step| {
+        let lr_at = |adam: &mut Adam<CpuTensor>, step| {
             adam.step = step;
             adam.current_lr()
         };
