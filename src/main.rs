@@ -354,6 +354,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err(format!("--out must end in .png for an image model, got {}", out.display()).into());
             }
             let n = n.unwrap_or(run.config.samples);
+            if n == 0 {
+                return Err("--n must be positive".into());
+            }
             let iters = run.sample_grid(&run.eval_store(!raw), n, seed, &out)?;
             let mean = iters.iter().sum::<usize>() as f64 / iters.len().max(1) as f64;
             eprintln!(
@@ -366,6 +369,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err("--raw applies to image checkpoints".into());
             }
             let n = n.unwrap_or(10_000);
+            if n == 0 {
+                return Err("--n must be positive".into());
+            }
             let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let store = run.eval_store();
             let (pts, iters) = resflow::toy::sample(&gpu, &run.flow, &store, n, seed)?;
@@ -388,6 +394,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         {
             let mut run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
             let images = images.unwrap_or(run.config.eval_images);
+            if images == 0 {
+                return Err("--images must be positive".into());
+            }
             let store = run.eval_store(!raw);
             let e = run.evaluate(&store, images)?;
             if json {
@@ -489,6 +498,8 @@ fn train(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> 
             let mut run = resflow::toy::ToyRun::from_checkpoint(gpu, path)?;
             if let Some(iters) = args.iters {
                 run.config.iters = iters;
+                // A cosine schedule stretches to the new end.
+                run.adam.config.cosine_steps = run.config.cosine_steps();
             }
             run
         }
@@ -526,6 +537,7 @@ fn train_image(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Er
             let mut run = ImageRun::from_checkpoint(gpu, path)?;
             if let Some(iters) = args.iters {
                 run.config.iters = iters;
+                run.adam.config.cosine_steps = run.config.cosine_steps();
             }
             run.data()?;
             run

@@ -156,6 +156,9 @@ impl ToyConfig {
         if !(self.coeff > 0.0 && self.coeff < 1.0) {
             return Err(ToyError(format!("--coeff must be in (0, 1) for an invertible flow, got {}", self.coeff)));
         }
+        if !(0.0..1.0).contains(&self.ema) {
+            return Err(ToyError(format!("--ema must be in [0, 1), got {}", self.ema)));
+        }
         if self.batch == 0 || self.eval_samples == 0 {
             return Err(ToyError("--batch and the evaluation sample count must be positive".into()));
         }
@@ -226,8 +229,8 @@ pub fn build_model(store: &mut ParamStore<Tensor>, config: &ToyConfig) -> Result
     Ok(Flow::new(layers))
 }
 
-/// One row of `log.csv`.
-#[derive(Debug, Clone, Copy)]
+/// One row of `log.csv` (also kept in the checkpoint, so a resumed run continues its log).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
     pub step: usize,
     pub loss: f64,
@@ -396,6 +399,7 @@ impl ToyRun {
         ck.metadata.insert("config".into(), serde_json::to_string(&self.config).expect("config serialises"));
         ck.metadata.insert("step".into(), self.step().to_string());
         ck.metadata.insert("initialized".into(), self.initialized.to_string());
+        ck.metadata.insert("log".into(), serde_json::to_string(&self.log).expect("log serialises"));
         ck
     }
 
@@ -409,9 +413,12 @@ impl ToyRun {
         let config: ToyConfig = serde_json::from_str(ck.meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
         let step: usize = ck.meta("step")?.parse().map_err(|e| bad(format!("step: {e}")))?;
         let mut run = ToyRun::new(gpu, config)?;
-        crate::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        crate::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, &bad)?;
         run.adam.step = step;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
+        if let Some(log) = ck.metadata.get("log") {
+            run.log = serde_json::from_str(log).map_err(|e| bad(format!("log: {e}")))?;
+        }
         Ok(run)
     }
 }

@@ -410,6 +410,12 @@ fn the_image_cli_trains_samples_evaluates_and_rejects_bad_input() {
     let s = resflow(&["sample", "--checkpoint", ck.to_str().unwrap(), "--raw", "--out", grid.to_str().unwrap()]);
     assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
 
+    // Resuming continues the log (kept in the checkpoint) as well as the training.
+    let r = resflow(&["train", "--resume", ck.to_str().unwrap(), "--iters", "3", "--quiet", "--out", d]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let log = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 4, "header and steps 1-3 after resuming:\n{log}");
+
     let fail = |args: &[&str], needle: &str| {
         let o = resflow(args);
         let err = String::from_utf8_lossy(&o.stderr);
@@ -422,5 +428,8 @@ fn the_image_cli_trains_samples_evaluates_and_rejects_bad_input() {
     fail(&["train", "--dataset", "digits", "--scales", "5", "--quiet"], "not divisible by 16");
     fail(&["train", "--dataset", "digits", "--hybrid", "2", "--quiet"], "unknown --hybrid");
     fail(&["sample", "--checkpoint", ck.to_str().unwrap(), "--out", dir.join("s.csv").to_str().unwrap()], ".png");
+    fail(&["eval", "--checkpoint", ck.to_str().unwrap(), "--images", "0"], "--images must be positive");
+    fail(&["train", "--dataset", "digits", "--alpha", "0", "--quiet"], "--alpha must be in (0, 0.5)");
+    fail(&["train", "--dataset", "digits", "--scales", "70", "--quiet"], "at most 16");
     std::fs::remove_dir_all(&dir).ok();
 }

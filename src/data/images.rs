@@ -137,7 +137,18 @@ fn mnist_like(name: &str, dir: &Path) -> Result<Splits, DataError> {
             classes: 10,
         })
     };
-    Ok(Splits { train: split("train")?, test: split("t10k")? })
+    let (train, test) = (split("train")?, split("t10k")?);
+    if train.is_empty() || test.is_empty() || train.dim() == 0 {
+        return Err(DataError(format!("{name} in {} holds no images", dir.display())));
+    }
+    if train.shape() != test.shape() {
+        return Err(DataError(format!(
+            "{name}: train images are {:?} but test images {:?}",
+            train.shape(),
+            test.shape()
+        )));
+    }
+    Ok(Splits { train, test })
 }
 
 /// The 8×8 digits: the last 297 images (in file order) are the test split.

@@ -216,8 +216,15 @@ impl ImageConfig {
                 self.batch, self.accumulate
             )));
         }
-        if !(0.0..0.5).contains(&self.alpha) {
-            return Err(ImageError(format!("--alpha must be in [0, 0.5), got {}", self.alpha)));
+        // α = 0 would let a dequantised pixel that rounds to 0 or 1 in f32 reach log 0.
+        if !(self.alpha > 0.0 && self.alpha < 0.5) {
+            return Err(ImageError(format!("--alpha must be in (0, 0.5), got {}", self.alpha)));
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            return Err(ImageError(format!("--ema must be in [0, 1), got {}", self.ema)));
+        }
+        if self.samples == 0 || (self.hybrid != "none" && self.head_width == 0) {
+            return Err(ImageError("--samples and --head-width must be positive".into()));
         }
         Ok(())
     }

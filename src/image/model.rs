@@ -66,6 +66,9 @@ impl ModelSpec {
         if self.scales == 0 || self.blocks == 0 || self.width == 0 || c == 0 {
             return Err("the image model needs at least one scale, one block per scale and a non-zero width".into());
         }
+        if self.scales > 16 {
+            return Err(format!("--scales {} is more than any image allows (at most 16)", self.scales));
+        }
         let factor = 1usize << (self.scales - 1);
         if !h.is_multiple_of(factor) || !w.is_multiple_of(factor) {
             return Err(format!(

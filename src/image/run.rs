@@ -58,7 +58,7 @@ pub struct StepStats {
 }
 
 /// Test figures: bits/dim mean ± standard error over images, and accuracy for hybrids.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     pub bpd: f64,
     pub bpd_se: f64,
@@ -66,8 +66,8 @@ pub struct Evaluation {
     pub images: usize,
 }
 
-/// One row of `log.csv`.
-#[derive(Debug, Clone, Copy)]
+/// One row of `log.csv` (also kept in the checkpoint, so a resumed run continues its log).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImageLogRow {
     pub step: usize,
     pub loss: f64,
@@ -347,6 +347,7 @@ impl ImageRun {
             ("image", format!("{},{},{}", f.shape[0], f.shape[1], f.shape[2])),
             ("levels", f.levels.to_string()),
             ("classes", f.classes.to_string()),
+            ("log", serde_json::to_string(&self.log).expect("log serialises")),
         ];
         ck.metadata.extend(meta.into_iter().map(|(k, v)| (k.to_string(), v)));
         ck
@@ -370,9 +371,12 @@ impl ImageRun {
         let shape: [usize; 3] = dims.try_into().map_err(|_| bad("image needs 3 dimensions".into()))?;
         let format = ImageFormat { shape, levels: number("levels")?, classes: number("classes")? };
         let mut run = Self::build(gpu, config, format)?;
-        take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, &bad)?;
         run.adam.step = number("step")?;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
+        if let Some(log) = ck.metadata.get("log") {
+            run.log = serde_json::from_str(log).map_err(|e| bad(format!("log: {e}")))?;
+        }
         Ok(run)
     }
 }
