@@ -413,7 +413,7 @@ impl ToyRun {
         let config: ToyConfig = serde_json::from_str(ck.meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
         let step: usize = ck.meta("step")?.parse().map_err(|e| bad(format!("step: {e}")))?;
         let mut run = ToyRun::new(gpu, config)?;
-        crate::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, &bad)?;
+        crate::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = step;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {

@@ -371,7 +371,7 @@ impl ImageRun {
         let shape: [usize; 3] = dims.try_into().map_err(|_| bad("image needs 3 dimensions".into()))?;
         let format = ImageFormat { shape, levels: number("levels")?, classes: number("classes")? };
         let mut run = Self::build(gpu, config, format)?;
-        take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, &bad)?;
+        take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = number("step")?;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {
