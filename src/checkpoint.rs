@@ -61,6 +61,31 @@ impl Checkpoint {
         write_atomically(path, &data).map_err(|e| CheckpointError(format!("cannot write {}: {e}", path.display())))
     }
 
+    /// Only the string metadata of `path`, from the file's header (the tensors are not read):
+    /// enough to tell which kind of model a checkpoint holds.
+    pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, CheckpointError> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| CheckpointError(format!("cannot read checkpoint {}: {e}", path.display())))?;
+        let bad = |e: &dyn fmt::Display| {
+            CheckpointError(format!("{} is not a valid checkpoint (truncated or corrupt?): {e}", path.display()))
+        };
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(|e| bad(&e))?;
+        let len = u64::from_le_bytes(len);
+        // safetensors caps its JSON header at 100 MB.
+        if len > 100_000_000 {
+            return Err(bad(&format!("header of {len} bytes")));
+        }
+        let mut header = vec![0u8; len as usize];
+        file.read_exact(&mut header).map_err(|e| bad(&e))?;
+        let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+        let meta = json.get("__metadata__").and_then(|m| m.as_object());
+        Ok(meta
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+            .unwrap_or_default())
+    }
+
     /// Reads `path`; a missing, truncated or corrupt file is a clear error.
     pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         let data = std::fs::read(path)

@@ -110,12 +110,8 @@ fn power_iteration_loops(rows: usize, cols: usize, wg: usize) -> usize {
 }
 
 /// The power-iteration kernel's workgroup size: on CPU adapters every barrier switches between
-/// all of a workgroup's invocations, so small matrices run on few (`RESFLOW_POWER_WG`
-/// overrides, for experiments).
+/// all of a workgroup's invocations, so small matrices run on few.
 fn power_iteration_workgroup(gpu: &Gpu, rows: usize, cols: usize) -> usize {
-    if let Some(wg) = std::env::var("RESFLOW_POWER_WG").ok().and_then(|v| v.parse::<usize>().ok()) {
-        return wg.clamp(1, 256).next_power_of_two().min(256);
-    }
     if gpu.is_cpu() && power_iteration_loops(rows, cols, 16) <= 16_384 {
         16
     } else {
@@ -388,19 +384,15 @@ impl Tensor {
         } else {
             Vec::new()
         };
-        let mut bindings: Vec<Binding<'_>> = if staged.is_empty() {
-            inputs.iter().map(|t| t.binding()).collect()
+        let (mut bindings, spec): (Vec<Binding<'_>>, KernelSpec) = if staged.is_empty() {
+            (inputs.iter().map(|t| t.binding()).collect(), spec(shader))
         } else {
-            staged.iter().map(Binding::Texture).collect()
+            let mut spec = spec(kernels::texture_variant(shader));
+            spec.slots[..inputs.len()].fill(Slot::Texture);
+            (staged.iter().map(Binding::Texture).collect(), spec)
         };
         bindings.push(out.binding());
         bindings.extend(extra.iter().map(|t| t.binding()));
-        let mut spec = if staged.is_empty() { spec(shader) } else { spec(kernels::texture_variant(shader)) };
-        if !staged.is_empty() {
-            for slot in spec.slots.iter_mut().take(inputs.len()) {
-                *slot = Slot::Texture;
-            }
-        }
         let k = self.gpu.kernel(&spec);
         // Four elements per invocation (vec4 kernels).
         self.gpu.dispatch(&k, params, &bindings, grid_1d((n as u32).div_ceil(1024)));

@@ -113,11 +113,7 @@ pub fn constant_schedule() -> String {
 impl ToyConfig {
     /// The step at which the cosine schedule reaches zero (0: constant learning rate).
     pub fn cosine_steps(&self) -> usize {
-        if self.lr_schedule == "cosine" {
-            self.iters
-        } else {
-            0
-        }
+        crate::optim::cosine_steps(&self.lr_schedule, self.iters).unwrap_or(0)
     }
     pub fn activation(&self) -> Result<Activation, ToyError> {
         match self.activation.as_str() {
@@ -147,9 +143,7 @@ impl ToyConfig {
         self.activation()?;
         self.estimator()?;
         self.grad_mode()?;
-        if !matches!(self.lr_schedule.as_str(), "constant" | "cosine") {
-            return Err(ToyError(format!("unknown --lr-schedule {:?}; choose constant, cosine", self.lr_schedule)));
-        }
+        crate::optim::cosine_steps(&self.lr_schedule, self.iters).map_err(ToyError)?;
         if self.blocks == 0 || self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(ToyError("the model needs at least one block and non-zero hidden widths".into()));
         }

@@ -123,11 +123,7 @@ image_error_from!(crate::checkpoint::CheckpointError, crate::flow::InverseError,
 impl ImageConfig {
     /// The step at which the cosine schedule reaches zero (0: constant learning rate).
     pub fn cosine_steps(&self) -> usize {
-        if self.lr_schedule == "cosine" {
-            self.iters
-        } else {
-            0
-        }
+        crate::optim::cosine_steps(&self.lr_schedule, self.iters).unwrap_or(0)
     }
     pub fn activation(&self) -> Result<Activation, ImageError> {
         match self.activation.as_str() {
@@ -204,9 +200,7 @@ impl ImageConfig {
         self.grad_mode()?;
         self.block_kind()?;
         self.hybrid_lambda(1)?;
-        if !matches!(self.lr_schedule.as_str(), "constant" | "cosine") {
-            return Err(ImageError(format!("unknown --lr-schedule {:?}; choose constant, cosine", self.lr_schedule)));
-        }
+        crate::optim::cosine_steps(&self.lr_schedule, self.iters).map_err(ImageError)?;
         if self.batch == 0 || self.accumulate == 0 || self.eval_images == 0 {
             return Err(ImageError("--batch, --accumulate and --eval-images must be positive".into()));
         }

@@ -291,14 +291,10 @@ impl<T: TensorOps> MultiScaleFlow<T> {
 }
 
 impl Head {
-    fn pre_norm<T: TensorOps>(&self, b: &Binder<'_, T>, h: &Var<T>) -> Var<T> {
-        self.conv.forward(b, h)
-    }
-
     /// [B, C, H, W] → [B, head channels].
     fn features<T: TensorOps>(&self, ctx: &FlowCtx<'_, T>, h: &Var<T>) -> Var<T> {
         let tape = ctx.binder.tape;
-        let a = self.norm.forward(ctx, &self.pre_norm(ctx.binder, h)).0;
+        let a = self.norm.forward(ctx, &self.conv.forward(ctx.binder, h)).0;
         let r = tape.unary(&a, Unary::Relu);
         let (n, c) = (r.shape()[0], r.shape()[1]);
         let spatial = r.value.numel() / (n * c);
@@ -309,7 +305,7 @@ impl Head {
         let pre = {
             let tape = crate::tape::Tape::no_grad();
             let b = Binder::new(store, &tape);
-            self.pre_norm(&b, &Var::constant(h.clone())).value
+            self.conv.forward(&b, &Var::constant(h.clone())).value
         };
         self.norm.initialize(store, &pre);
     }

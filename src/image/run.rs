@@ -98,10 +98,7 @@ impl ImageRun {
     pub fn new(gpu: &Gpu, config: ImageConfig) -> Result<ImageRun, ImageError> {
         config.validate()?;
         let data = images::load(&config.dataset, &config.data_dir)?;
-        let format = ImageFormat::of(&data.train);
-        let mut run = Self::build(gpu, config, format)?;
-        run.data = Some(data);
-        Ok(run)
+        Self::with_data(gpu, config, data)
     }
 
     /// A new run on data already in memory (benchmarks, synthetic data).
@@ -198,18 +195,17 @@ impl ImageRun {
             let nll = tape.affine(&tape.mean(&self.model.log_prob(&out, &ctx)), -1.0, 0.0);
             let nll_value = nll.value.item() as f64;
             let bpd = self.format.bits_per_dim(-nll_value);
-            let (loss, ce) = match (self.lambda, &out.logits) {
+            // The loss value follows from the values already read back (no third readback).
+            let (loss, ce, loss_value) = match (self.lambda, &out.logits) {
                 (Some(lambda), Some(logits)) => {
                     let ce = cross_entropy(&tape, logits, &self.one_hot(&labels[m * micro..(m + 1) * micro]));
-                    (tape.add(&tape.affine(&nll, lambda, 0.0), &ce), Some(ce.value.item() as f64))
+                    let ce_value = ce.value.item() as f64;
+                    let loss = tape.add(&tape.affine(&nll, lambda, 0.0), &ce);
+                    (loss, Some(ce_value), lambda as f64 * nll_value + ce_value)
                 }
-                // Bits/dim: nats per image scaled by 1/(D ln 2), plus the constant of the
-                // quantisation (no gradient), so the loss reads as the training bits/dim.
-                _ => (tape.affine(&nll, 1.0 / (d as f32 * std::f32::consts::LN_2), 0.0), None),
-            };
-            let loss_value = match ce {
-                Some(_) => loss.value.item() as f64,
-                None => bpd,
+                // Bits/dim: nats per image scaled by 1/(D ln 2); the reported value adds the
+                // constant of the quantisation (no gradient), so it reads as the training bits/dim.
+                _ => (tape.affine(&nll, 1.0 / (d as f32 * std::f32::consts::LN_2), 0.0), None, bpd),
             };
             if !loss_value.is_finite() || !bpd.is_finite() {
                 return Err(ImageError(format!(
@@ -329,9 +325,9 @@ fn cross_entropy(tape: &Tape<Tensor>, logits: &Var<Tensor>, one_hot: &Tensor) ->
 
 const FORMAT: &str = "resflow-image-1";
 
-/// Whether a checkpoint file holds an image model (rather than a toy one).
+/// Whether a checkpoint file holds an image model (rather than a toy one); reads the header only.
 pub fn is_image_checkpoint(path: &Path) -> Result<bool, ImageError> {
-    Ok(Checkpoint::load(path)?.metadata.get("format").is_some_and(|f| f == FORMAT))
+    Ok(Checkpoint::read_metadata(path)?.get("format").is_some_and(|f| f == FORMAT))
 }
 
 impl ImageRun {
