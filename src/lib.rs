@@ -3,7 +3,8 @@
 //! Layers of the engine, bottom up:
 //! - [`gpu`]: device, pooled buffers, cached kernels, batched dispatch;
 //! - [`ops`]: the op set (shared by the GPU tensor and the f64 reference);
-//! - [`tensor`]: the GPU tensor and the kernels behind each op;
+//! - [`tensor`]: the GPU tensor and the kernels behind each op; [`fusion`]: elementwise ops
+//!   recorded lazily and run as one generated kernel per chain;
 //! - [`reference`]: the f64 CPU reference, the oracle for tests;
 //! - [`tape`]: the explicit reverse-mode tape and the VJP rules;
 //! - [`nn`]: parameters, layers and Lipschitz constraints;
@@ -19,6 +20,7 @@ pub mod checkpoint;
 mod conv;
 pub mod data;
 pub mod flow;
+pub mod fusion;
 pub mod gpu;
 pub mod image;
 pub mod nn;

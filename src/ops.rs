@@ -254,6 +254,12 @@ pub trait TensorOps: Clone + Sized + 'static {
     fn unary(&self, op: Unary) -> Self;
     /// gx = gy · f'(x) with y = f(x) saved from the forward.
     fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self;
+    /// Runs pending lazy work now (GPU elementwise chains, see `crate::fusion`; a no-op where
+    /// ops are eager). Long-lived state such as weight averages calls it, so a lazy chain
+    /// does not keep every earlier version of its inputs alive.
+    fn realize(&self) -> &Self {
+        self
+    }
     fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError>;
     fn binary(&self, op: Binary, other: &Self) -> Self {
         self.try_binary(op, other).unwrap_or_else(|e| panic!("{e}"))

@@ -128,6 +128,7 @@ impl<T: TensorOps> Ema<T> {
     pub fn update(&mut self, store: &ParamStore<T>) {
         for (id, e) in self.values.iter_mut() {
             *e = e.lerp(store.get(*id), 1.0 - self.decay);
+            e.realize();
         }
     }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::fusion::{self, Node, Operand, Storage};
 use crate::gpu::kernels::{self, grid_1d, LOOP_BUDGET};
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
@@ -15,7 +16,7 @@ use crate::reference::{reduced_shape, split_axis};
 #[derive(Clone)]
 pub struct Tensor {
     gpu: Gpu,
-    buf: Arc<DeviceBuffer>,
+    store: Arc<Storage>,
     shape: Vec<usize>,
 }
 
@@ -27,15 +28,6 @@ impl std::fmt::Debug for Tensor {
 
 fn bytes_of(n: usize) -> u64 {
     (n * 4) as u64
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ElemParams {
-    n: u32,
-    a: f32,
-    b: f32,
-    pad: u32,
 }
 
 #[repr(C)]
@@ -145,22 +137,18 @@ impl Tensor {
             return Err(ShapeError(format!("{} values do not fill shape {shape:?}", data.len())));
         }
         let buf = gpu.upload(bytemuck::cast_slice(data));
-        Ok(Tensor { gpu: gpu.clone(), buf: Arc::new(buf), shape: shape.to_vec() })
+        Ok(Tensor { gpu: gpu.clone(), store: Arc::new(Storage::realized(buf, data.len())), shape: shape.to_vec() })
     }
 
     /// An uninitialised tensor (pooled memory; every kernel writing into it covers all of it).
     pub fn empty(gpu: &Gpu, shape: &[usize]) -> Tensor {
         let buf = gpu.alloc(bytes_of(numel(shape)).max(4));
-        Tensor { gpu: gpu.clone(), buf: Arc::new(buf), shape: shape.to_vec() }
+        Tensor { gpu: gpu.clone(), store: Arc::new(Storage::realized(buf, numel(shape))), shape: shape.to_vec() }
     }
 
+    /// A tensor of `value`s (lazy: it fuses into the elementwise ops that consume it).
     pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Tensor {
-        let out = Tensor::empty(gpu, shape);
-        let n = out.numel() as u32;
-        let k = gpu.kernel(&KernelSpec::new("fill", "main", 0, 1));
-        let params = ElemParams { n, a: value, b: 0.0, pad: 0 };
-        gpu.dispatch(&k, bytemuck::bytes_of(&params), &[out.binding()], grid_1d(n.div_ceil(1024)));
-        out
+        Tensor { gpu: gpu.clone(), store: fusion::constant(numel(shape), value), shape: shape.to_vec() }
     }
 
     pub fn random(gpu: &Gpu, shape: &[usize], dist: Dist, seed: u64, stream: u64) -> Tensor {
@@ -190,7 +178,7 @@ impl Tensor {
 
     /// The f32 values (submits pending work and waits).
     pub fn to_vec(&self) -> Vec<f32> {
-        let bytes = self.gpu.read(&self.buf, bytes_of(self.numel()));
+        let bytes = self.gpu.read(self.buffer(), bytes_of(self.numel()));
         bytemuck::cast_slice(&bytes).to_vec()
     }
 
@@ -200,12 +188,33 @@ impl Tensor {
         self.to_vec()[0]
     }
 
+    /// The device buffer, running this tensor's pending elementwise kernel first if it is lazy.
     pub fn buffer(&self) -> &DeviceBuffer {
-        &self.buf
+        self.store.buffer(&self.gpu)
     }
 
     pub fn binding(&self) -> Binding<'_> {
-        Binding::Buffer { buffer: &self.buf, bytes: bytes_of(self.numel()) }
+        Binding::Buffer { buffer: self.buffer(), bytes: bytes_of(self.numel()) }
+    }
+
+    /// Whether this tensor is still a pending (lazy) elementwise expression.
+    pub fn is_lazy(&self) -> bool {
+        !self.store.is_realized()
+    }
+
+    /// A copy made by an elementwise kernel (not a buffer copy): the bench's probe of the
+    /// elementwise path's bandwidth.
+    pub fn copy_by_kernel(&self) -> Tensor {
+        self.realize();
+        self.fused(&self.shape, &[self], |mut k| k.remove(0))
+    }
+
+    /// A lazy elementwise op over `operands` (same shape as `self`, or one-element scalars).
+    fn fused(&self, shape: &[usize], operands: &[&Tensor], make: impl Fn(Vec<Node>) -> Node) -> Tensor {
+        let n = numel(shape);
+        let ops: Vec<Operand<'_>> =
+            operands.iter().map(|t| Operand { store: &t.store, scalar: t.numel() == 1 && n != 1 }).collect();
+        Tensor { gpu: self.gpu.clone(), store: fusion::record(&self.gpu, n, &ops, make), shape: shape.to_vec() }
     }
 
     /// Matmul with an explicit kernel choice (tests and benches compare both).
@@ -355,14 +364,7 @@ impl Tensor {
     /// A deep copy into a fresh buffer.
     pub fn copy(&self) -> Tensor {
         let out = Tensor::empty(&self.gpu, &self.shape);
-        self.gpu.copy(&self.buf, &out.buf, bytes_of(self.numel()));
-        out
-    }
-
-    fn elementwise(&self, shader: &'static str, op: u32, params: ElemParams, inputs: &[&Tensor]) -> Tensor {
-        let out = Tensor::empty(&self.gpu, &self.shape);
-        let spec = |name| KernelSpec::new(name, "main", inputs.len() as u32, 1).with("OP", op as f64);
-        self.dispatch_elementwise(shader, spec, bytemuck::bytes_of(&params), inputs, &[], &out);
+        self.gpu.copy(self.buffer(), out.buffer(), bytes_of(self.numel()));
         out
     }
 
@@ -486,21 +488,30 @@ impl TensorOps for Tensor {
     fn to_host(&self) -> Vec<f64> {
         self.to_vec().into_iter().map(f64::from).collect()
     }
+    fn realize(&self) -> &Self {
+        self.buffer();
+        self
+    }
 
     fn unary(&self, op: Unary) -> Self {
-        let (a, b) = op.params();
-        self.elementwise("unary", op.code(), ElemParams { n: self.numel() as u32, a, b, pad: 0 }, &[self])
+        self.fused(&self.shape, &[self], |mut k| Node::Unary(op, Box::new(k.remove(0))))
     }
     fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
-        let (a, b) = op.params();
-        x.elementwise("unary_grad", op.code(), ElemParams { n: x.numel() as u32, a, b, pad: 0 }, &[x, y, gy])
+        x.fused(&x.shape, &[x, y, gy], |k| {
+            let [x, y, gy]: [Node; 3] = k.try_into().expect("three operands");
+            Node::UnaryGrad(op, Box::new([x, y, gy]))
+        })
     }
     fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError> {
-        if self.shape == other.shape {
-            let params = ElemParams { n: self.numel() as u32, a: 0.0, b: 0.0, pad: 0 };
-            return Ok(self.elementwise("binary", op.code(), params, &[self, other]));
-        }
         let shape = broadcast_shape(&self.shape, &other.shape)?;
+        // Same shapes, or a one-element operand broadcast over the other, fuse.
+        let fusable = |a: &Tensor, b: &Tensor| a.shape == shape && (b.shape == shape || b.numel() == 1);
+        if fusable(self, other) || fusable(other, self) {
+            return Ok(self.fused(&shape, &[self, other], |mut k| {
+                let b = k.pop().expect("two operands");
+                Node::Binary(op, Box::new(k.pop().expect("two operands")), Box::new(b))
+            }));
+        }
         let out = Tensor::empty(&self.gpu, &shape);
         let params = IndexedParams {
             n: numel(&shape) as u32,
@@ -540,7 +551,7 @@ impl TensorOps for Tensor {
         if numel(shape) != self.numel() {
             return Err(ShapeError(format!("cannot reshape {:?} to {shape:?}", self.shape)));
         }
-        Ok(Tensor { gpu: self.gpu.clone(), buf: self.buf.clone(), shape: shape.to_vec() })
+        Ok(Tensor { gpu: self.gpu.clone(), store: self.store.clone(), shape: shape.to_vec() })
     }
     fn permute(&self, perm: &[usize]) -> Self {
         assert_eq!(perm.len(), self.shape.len(), "permute {perm:?} of shape {:?}", self.shape);
@@ -664,8 +675,10 @@ impl TensorOps for Tensor {
     }
     fn lerp(&self, other: &Self, t: f32) -> Self {
         assert_eq!(self.shape, other.shape, "lerp of {:?} and {:?}", self.shape, other.shape);
-        let params = ElemParams { n: self.numel() as u32, a: t, b: 0.0, pad: 0 };
-        self.elementwise("binary", 7, params, &[self, other])
+        self.fused(&self.shape, &[self, other], |mut k| {
+            let v = k.pop().expect("two operands");
+            Node::Lerp(t, Box::new(k.pop().expect("two operands")), Box::new(v))
+        })
     }
     fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
         let (rows, cols) = (w.shape[0], w.shape[1]);

@@ -19,7 +19,8 @@ fn step(x: &Tensor, w: &Tensor) -> f32 {
     let loss = tape.mean(&tape.mul(&a, &a));
     let g = tape.backward(&loss);
     let gw = g.get(&wv).unwrap().clone();
-    let _updated = w.sub(&gw.scale(0.1));
+    // Elementwise results are lazy; realizing the update makes the step run it.
+    w.sub(&gw.scale(0.1)).realize();
     loss.value.item()
 }
 
@@ -41,17 +42,22 @@ fn steady_state_creates_no_buffers() {
 #[test]
 fn many_ops_one_submit() {
     let gpu = private_gpu();
-    let mut t = Tensor::full(&gpu, &[1024], 0.0);
-    gpu.sync();
-    let before = gpu.record_stats();
-    for _ in 0..1000 {
-        t = t.unary(Unary::Affine(1.0, 1.0));
+    // Without fusion every op is a dispatch; with it, a chain is one per MAX_OPS ops.
+    for (fused, dispatches) in [(false, 1000), (true, 1000u64.div_ceil(resflow::fusion::MAX_OPS as u64))] {
+        gpu.set_fusion(fused);
+        let mut t = Tensor::full(&gpu, &[1024], 0.0);
+        t.realize();
+        gpu.sync();
+        let before = gpu.record_stats();
+        for _ in 0..1000 {
+            t = t.unary(Unary::Affine(1.0, 1.0));
+        }
+        let v = t.to_vec();
+        let after = gpu.record_stats();
+        assert!(v.iter().all(|&x| x == 1000.0));
+        assert_eq!(after.dispatches - before.dispatches, dispatches, "fusion {fused}");
+        assert_eq!(after.submits - before.submits, 1, "1000 ops and a readback are one submit");
     }
-    let v = t.to_vec();
-    let after = gpu.record_stats();
-    assert!(v.iter().all(|&x| x == 1000.0));
-    assert_eq!(after.dispatches - before.dispatches, 1000);
-    assert_eq!(after.submits - before.submits, 1, "1000 ops and a readback are one submit");
 }
 
 #[test]
@@ -61,6 +67,7 @@ fn upload_into_recycled_buffer_does_not_overtake_queued_work() {
     let gpu = private_gpu();
     let a = Tensor::from_slice(&gpu, &[1.0; 4096], &[4096]).unwrap();
     let b = a.unary(Unary::Affine(2.0, 0.0));
+    b.realize(); // records the kernel reading `a`, so dropping `a` frees its buffer
     drop(a);
     let c = Tensor::from_slice(&gpu, &[5.0; 4096], &[4096]).unwrap();
     assert!(b.to_vec().iter().all(|&v| v == 2.0));

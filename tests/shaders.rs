@@ -1,5 +1,5 @@
-//! Every WGSL kernel parses, validates, and translates to SPIR-V, MSL and HLSL with naga's
-//! back-ends. Needs no GPU, so it always runs.
+//! Every WGSL kernel, and samples of the generated elementwise ones, parses, validates and
+//! translates to SPIR-V, MSL and HLSL with naga's back-ends. Needs no GPU, so it always runs.
 
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -8,35 +8,46 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 fn every_shader_validates_and_translates() {
     assert!(resflow::gpu::kernels::SHADERS.len() >= 10);
     for (name, source) in resflow::gpu::kernels::SHADERS {
-        let module = naga::front::wgsl::parse_str(source)
-            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(source)));
-        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
-        // Override constants take their defaults for translation.
-        let (module, info) =
-            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
-                .unwrap_or_else(|e| panic!("{name}.wgsl overrides: {e:?}"));
-        let module = module.into_owned();
-        let info = info.into_owned();
-
-        let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
-            .unwrap_or_else(|e| panic!("{name}.wgsl → SPIR-V: {e:?}"));
-        assert!(spirv.len() > 10 && spirv[0] == 0x0723_0203, "{name}: SPIR-V magic");
-
-        for ep in &module.entry_points {
-            let pipeline =
-                msl::PipelineOptions { entry_point: Some((ep.stage, ep.name.clone())), ..Default::default() };
-            let (text, _) = msl::write_string(&module, &info, &msl::Options::default(), &pipeline)
-                .unwrap_or_else(|e| panic!("{name}.wgsl → MSL ({}): {e:?}", ep.name));
-            assert!(text.contains("kernel"), "{name}: MSL has a kernel");
-        }
-
-        let mut hlsl_out = String::new();
-        let options = hlsl::Options::default();
-        let pipeline_options = hlsl::PipelineOptions::default();
-        let mut writer = hlsl::Writer::new(&mut hlsl_out, &options, &pipeline_options);
-        writer.write(&module, &info, None).unwrap_or_else(|e| panic!("{name}.wgsl → HLSL: {e:?}"));
-        assert!(hlsl_out.contains("numthreads"), "{name}: HLSL has numthreads");
+        check(name, source);
     }
+}
+
+#[test]
+fn generated_elementwise_kernels_validate_and_translate() {
+    let sources = resflow::fusion::example_sources();
+    assert!(sources.len() >= 10);
+    for (i, source) in sources.iter().enumerate() {
+        check(&format!("fused example {i}"), source);
+    }
+}
+
+fn check(name: &str, source: &str) {
+    let module =
+        naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(source)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
+    // Override constants take their defaults for translation.
+    let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
+        .unwrap_or_else(|e| panic!("{name}.wgsl overrides: {e:?}"));
+    let module = module.into_owned();
+    let info = info.into_owned();
+
+    let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
+        .unwrap_or_else(|e| panic!("{name}.wgsl → SPIR-V: {e:?}"));
+    assert!(spirv.len() > 10 && spirv[0] == 0x0723_0203, "{name}: SPIR-V magic");
+
+    for ep in &module.entry_points {
+        let pipeline = msl::PipelineOptions { entry_point: Some((ep.stage, ep.name.clone())), ..Default::default() };
+        let (text, _) = msl::write_string(&module, &info, &msl::Options::default(), &pipeline)
+            .unwrap_or_else(|e| panic!("{name}.wgsl → MSL ({}): {e:?}", ep.name));
+        assert!(text.contains("kernel"), "{name}: MSL has a kernel");
+    }
+
+    let mut hlsl_out = String::new();
+    let options = hlsl::Options::default();
+    let pipeline_options = hlsl::PipelineOptions::default();
+    let mut writer = hlsl::Writer::new(&mut hlsl_out, &options, &pipeline_options);
+    writer.write(&module, &info, None).unwrap_or_else(|e| panic!("{name}.wgsl → HLSL: {e:?}"));
+    assert!(hlsl_out.contains("numthreads"), "{name}: HLSL has numthreads");
 }

@@ -161,10 +161,8 @@ fn peak_kernels(gpu: &Gpu, reps: usize) -> (Peaks, Vec<Row>) {
     // The same copy through the staged-texture input path of the elementwise kernels (an
     // identity op): on CPU adapters the faster way to move data, so the peak is the better one.
     let (ms, timer) = time_median(gpu, 1, reps, || {
-        let params = [n_vec4 * 4, 0, 0, 0];
-        let spec = |name| KernelSpec::new(name, "main", 1, 1).with("OP", 255.0);
         gpu.set_elementwise_inputs(crate::gpu::ElementwiseInputs::Textures);
-        src.dispatch_elementwise("unary", spec, bytemuck::cast_slice(&params), &[&src], &[], &dst);
+        src.copy_by_kernel().realize();
         gpu.set_elementwise_inputs(crate::gpu::ElementwiseInputs::Auto);
     });
     let staged_row = Row { kernel: "peak_copy_texture".into(), ms, timer, ..copy_row.clone() };
@@ -222,13 +220,20 @@ fn stream_row(gpu: &Gpu, name: &str, bytes_per_element: f64, reps: usize, run: i
 
 fn elementwise_row(gpu: &Gpu, name: &str, op: Unary, reps: usize) -> Row {
     let x = Tensor::random(gpu, &[STREAM], Dist::Normal { mean: 0.0, std: 1.0 }, 3, 0);
-    stream_row(gpu, name, 8.0, reps, || drop(x.unary(op)))
+    stream_row(gpu, name, 8.0, reps, || {
+        x.unary(op).realize();
+    })
 }
 
-/// A chain of 1000 tiny dependent ops ended by one sync: the per-op recording + dispatch cost.
-fn overhead_row(gpu: &Gpu, reps: usize) -> Row {
+/// A chain of 1000 tiny dependent ops ended by one sync: the per-op cost of recording and
+/// running it, with elementwise fusion on (`overhead`) or off (`overhead_unfused`: one
+/// dispatch per op, the raw dispatch cost).
+fn overhead_row(gpu: &Gpu, reps: usize, fused: bool) -> Row {
     let x = Tensor::full(gpu, &[1024], 0.0);
+    x.realize();
     let ops = 1000;
+    gpu.set_fusion(fused);
+    let dispatches = gpu.record_stats().dispatches;
     let mut best = Vec::new();
     for _ in 0..reps.max(3) {
         gpu.sync();
@@ -237,19 +242,22 @@ fn overhead_row(gpu: &Gpu, reps: usize) -> Row {
         for _ in 0..ops {
             t = t.unary(Unary::Affine(1.0, 1.0));
         }
+        t.realize();
         gpu.sync();
         best.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    let per_chain = (gpu.record_stats().dispatches - dispatches) as f64 / reps.max(3) as f64;
+    gpu.set_fusion(true);
     best.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let ms = best[best.len() / 2];
     Row {
-        kernel: "overhead".into(),
+        kernel: if fused { "overhead" } else { "overhead_unfused" }.into(),
         shape: "1000 x add [1024]".into(),
         ms,
         work: Work::None,
         pct_peak: None,
         timer: "wall",
-        extra: vec![("us_per_op", ms * 1e3 / ops as f64)],
+        extra: vec![("us_per_op", ms * 1e3 / ops as f64), ("dispatches", per_chain)],
     }
 }
 
@@ -281,7 +289,8 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
         emit(&with_peak(row, &peaks));
     }
     if wanted("overhead") {
-        emit(&overhead_row(gpu, reps));
+        emit(&overhead_row(gpu, reps, true));
+        emit(&overhead_row(gpu, reps, false));
     }
     if wanted("power_iteration") {
         emit(&with_peak(power_iteration_row(gpu, &[512, 512], None, "512x512", reps), &peaks));

@@ -19,14 +19,9 @@ macro_rules! elementwise {
     };
 }
 
-/// Every shader of the project, by name. The naga test validates each of them.
+/// Every shader of the project, by name (the generated elementwise kernels of `crate::fusion`
+/// aside). The naga test validates each of them, and samples of the generated ones.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("unary", elementwise!("unary", "buffer1")),
-    ("unary_texture", elementwise!("unary", "texture1")),
-    ("unary_grad", elementwise!("unary_grad", "buffer3")),
-    ("unary_grad_texture", elementwise!("unary_grad", "texture3")),
-    ("binary", elementwise!("binary", "buffer2")),
-    ("binary_texture", elementwise!("binary", "texture2")),
     ("activation", elementwise!("activation", "buffer2")),
     ("activation_texture", elementwise!("activation", "texture2")),
     ("broadcast", include_str!("../../shaders/broadcast.wgsl")),
@@ -37,7 +32,6 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("texture_stage", include_str!("../../shaders/texture_stage.wgsl")),
     ("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")),
     ("strided_copy", include_str!("../../shaders/strided_copy.wgsl")),
-    ("fill", include_str!("../../shaders/fill.wgsl")),
     ("random", include_str!("../../shaders/random.wgsl")),
     ("peak", include_str!("../../shaders/peak.wgsl")),
     ("conv_stage_input", include_str!("../../shaders/conv_stage_input.wgsl")),
@@ -81,6 +75,8 @@ pub enum Slot {
 #[derive(Debug, Clone)]
 pub struct KernelSpec {
     pub shader: &'static str,
+    /// The text of a generated kernel (`crate::fusion`), appended to the op library.
+    pub generated: Option<std::sync::Arc<str>>,
     pub entry: &'static str,
     pub slots: Vec<Slot>,
     pub constants: Vec<(&'static str, f64)>,
@@ -94,13 +90,20 @@ impl KernelSpec {
         KernelSpec::with_slots(shader, entry, slots)
     }
     pub fn with_slots(shader: &'static str, entry: &'static str, slots: Vec<Slot>) -> Self {
-        KernelSpec { shader, entry, slots, constants: Vec::new() }
+        KernelSpec { shader, entry, slots, constants: Vec::new(), generated: None }
+    }
+    /// A generated elementwise kernel (entry `main`) over `slots`.
+    pub fn generated(body: String, slots: Vec<Slot>) -> Self {
+        KernelSpec { generated: Some(body.into()), ..KernelSpec::with_slots("fused", "main", slots) }
     }
     pub fn with(mut self, name: &'static str, value: f64) -> Self {
         self.constants.push((name, value));
         self
     }
     pub(crate) fn cache_key(&self) -> String {
+        if let Some(body) = &self.generated {
+            return format!("fused:{body}");
+        }
         let mut key = format!("{}:{}", self.shader, self.entry);
         for (n, v) in &self.constants {
             key.push_str(&format!(":{n}={v}"));
@@ -172,18 +175,20 @@ pub(crate) fn compile(
     layout: std::sync::Arc<Layout>,
     runtime_checks: bool,
 ) -> Kernel {
-    let desc = wgpu::ShaderModuleDescriptor {
-        label: Some(spec.shader),
-        source: wgpu::ShaderSource::Wgsl(source(spec.shader).into()),
+    let text: std::borrow::Cow<'_, str> = match &spec.generated {
+        Some(body) => format!("{}{body}", crate::fusion::LIBRARY).into(),
+        None => source(spec.shader).into(),
     };
+    let desc = wgpu::ShaderModuleDescriptor { label: Some(spec.shader), source: wgpu::ShaderSource::Wgsl(text) };
     let module = if runtime_checks {
         device.create_shader_module(desc)
     } else {
-        // SAFETY: every kernel in `shaders/` guards its indices itself (each invocation checks
-        // `i < n`, matmul clamps its loads), and `Gpu::dispatch` binds every buffer with at least
-        // the bytes the op's shape implies, so no access leaves its binding. The injected
-        // per-access clamps and loop counters cost time on every access; a kernel test runs
-        // the ops with them too and requires bit-identical results.
+        // SAFETY: every kernel in `shaders/`, and every generated one, guards its indices
+        // itself (each invocation checks `i < n`, matmul clamps its loads), and
+        // `Gpu::dispatch` binds every buffer with at least the bytes the op's shape implies,
+        // so no access leaves its binding. The injected per-access clamps and loop counters
+        // cost time on every access; a kernel test runs the ops with them too and requires
+        // bit-identical results.
         unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
     };
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

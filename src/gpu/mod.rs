@@ -44,6 +44,8 @@ pub(crate) struct GpuInner {
     runtime_checks: bool,
     /// `ElementwiseInputs` as a number (0 auto, 1 buffers, 2 textures).
     elementwise_inputs: std::sync::atomic::AtomicU8,
+    /// Ops one fused elementwise kernel may compute (1 = no fusion).
+    fusion_limit: std::sync::atomic::AtomicUsize,
     rec: Mutex<Recorder>,
 }
 
@@ -147,6 +149,10 @@ impl Gpu {
                         _ => 0,
                     },
                 ),
+                fusion_limit: std::sync::atomic::AtomicUsize::new(match std::env::var("RESFLOW_FUSION").as_deref() {
+                    Ok("0" | "off") => 1,
+                    _ => crate::fusion::MAX_OPS,
+                }),
                 rec: Mutex::new(Recorder {
                     encoder: None,
                     pass: None,
@@ -175,6 +181,17 @@ impl Gpu {
             ElementwiseInputs::Textures => 2,
         };
         self.inner.elementwise_inputs.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Turns elementwise fusion on (up to `fusion::MAX_OPS` ops per kernel) or off (one op
+    /// per kernel, as `RESFLOW_FUSION=0` does at start-up; benches and tests compare both).
+    pub fn set_fusion(&self, on: bool) {
+        let limit = if on { crate::fusion::MAX_OPS } else { 1 };
+        self.inner.fusion_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn fusion_limit(&self) -> usize {
+        self.inner.fusion_limit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether an elementwise kernel over `n` elements should read flat texture copies.

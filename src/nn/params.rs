@@ -57,6 +57,8 @@ impl<T: TensorOps> ParamStore<T> {
     }
     pub fn set(&mut self, id: ParamId, value: T) {
         assert_eq!(value.shape(), self.entries[id.0].value.shape(), "shape of {}", self.entries[id.0].name);
+        // Stored state outlives steps: run a pending lazy chain now rather than keep its inputs.
+        value.realize();
         self.entries[id.0].value = value;
     }
     pub fn name(&self, id: ParamId) -> &str {

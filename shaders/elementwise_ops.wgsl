@@ -1,0 +1,73 @@
+// The elementwise op library of the fused kernels (src/fusion.rs): every unary op, its
+// derivative and every same-shape binary op on vec4s. A generated kernel calls these with
+// literal op codes, so after inlining the driver's compiler folds each switch to one case.
+// The codes are `Unary::code` and `Binary::code` in src/ops.rs.
+
+fn sigmoid(v: vec4<f32>) -> vec4<f32> {
+    // Two branches keep exp's argument non-positive: no overflow for large |v|.
+    let e = exp(-abs(v));
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4<f32>(0.0));
+}
+
+// y = f(v); `a` and `b` are the op's parameters (Affine, SignedPow), 0 for the others.
+fn unary_op(op: u32, v: vec4<f32>, a: f32, b: f32) -> vec4<f32> {
+    switch op {
+        case 0u: { return -v; }
+        case 1u: { return exp(v); }
+        case 2u: { return log(v); }
+        case 3u: { return sigmoid(v); }
+        case 4u: { return max(v, vec4<f32>(0.0)) + log(1.0 + exp(-abs(v))); }
+        case 5u: {
+            let t = exp(-2.0 * abs(v));
+            return sign(v) * (1.0 - t) / (1.0 + t);
+        }
+        case 6u: { return max(v, vec4<f32>(0.0)); }
+        case 7u: { return v * v; }
+        case 8u: { return sqrt(v); }
+        case 9u: { return vec4<f32>(1.0) / v; }
+        case 10u: { return a * v + b; }
+        case 11u: { return v * sigmoid(v); }
+        case 12u: { return abs(v); }
+        case 13u: { return sign(v) * pow(abs(v), vec4<f32>(a)); }
+        default: { return v; }
+    }
+}
+
+// f'(v) given v and y = f(v).
+fn unary_derivative(op: u32, v: vec4<f32>, y: vec4<f32>, a: f32) -> vec4<f32> {
+    switch op {
+        case 0u: { return vec4<f32>(-1.0); }
+        case 1u: { return y; }
+        case 2u: { return vec4<f32>(1.0) / v; }
+        case 3u: { return y * (vec4<f32>(1.0) - y); }
+        case 4u: { return sigmoid(v); }
+        case 5u: { return vec4<f32>(1.0) - y * y; }
+        case 6u: { return select(vec4<f32>(0.0), vec4<f32>(1.0), v > vec4<f32>(0.0)); }
+        case 7u: { return 2.0 * v; }
+        case 8u: { return vec4<f32>(0.5) / y; }
+        case 9u: { return -y * y; }
+        case 10u: { return vec4<f32>(a); }
+        case 11u: {
+            let s = sigmoid(v);
+            return s + v * s * (vec4<f32>(1.0) - s);
+        }
+        case 12u: { return sign(v); }
+        case 13u: { return a * pow(abs(v), vec4<f32>(a - 1.0)); }
+        default: { return vec4<f32>(1.0); }
+    }
+}
+
+// u ∘ v; op 7 is the interpolation u + a·(v − u) (weight EMAs).
+fn binary_op(op: u32, u: vec4<f32>, v: vec4<f32>, a: f32) -> vec4<f32> {
+    switch op {
+        case 0u: { return u + v; }
+        case 1u: { return u - v; }
+        case 2u: { return u * v; }
+        case 3u: { return u / v; }
+        case 4u: { return max(u, v); }
+        case 5u: { return min(u, v); }
+        case 6u: { return select(vec4<f32>(0.0), vec4<f32>(1.0), u >= v); }
+        case 7u: { return u + a * (v - u); }
+        default: { return u; }
+    }
+}

@@ -1,0 +1,123 @@
+//! Elementwise fusion: lazy chains compute what op-by-op kernels compute, in fewer dispatches,
+//! for buffer and texture inputs, scalar broadcasts, shared subexpressions, chains past the
+//! op and input limits, and a dropped result costs nothing.
+
+mod common;
+
+use common::{assert_close, values};
+use resflow::fusion::{MAX_INPUTS, MAX_OPS};
+use resflow::gpu::ElementwiseInputs;
+use resflow::{Binary, CpuTensor, Gpu, Tensor, TensorOps, Unary};
+
+/// A device of this file's own: the tests switch fusion on and off and count dispatches.
+fn private_gpu() -> Gpu {
+    Gpu::new(None).unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}"))
+}
+
+/// A mixed expression: unary ops with and without parameters, binary ops, a lerp, a unary
+/// VJP, a scalar broadcast and a shared subexpression (`a` is used three times).
+fn expression<T: TensorOps>(x: &T, y: &T, s: &T) -> T {
+    let a = x.mul(y).unary(Unary::Tanh);
+    let b = a.unary(Unary::Affine(0.5, -0.25)).add(&a.unary(Unary::Square));
+    let c = b.lerp(&y.unary(Unary::Sigmoid), 0.3).mul(s);
+    let d = T::unary_grad(Unary::Softplus, &c, &c.unary(Unary::Softplus), &a);
+    d.sub(&x.unary(Unary::SignedPow(1.5))).binary(Binary::Max, &a.unary(Unary::Neg))
+}
+
+fn inputs(gpu: &Gpu, n: usize) -> ([Tensor; 3], [CpuTensor; 3]) {
+    let data = [values(n, -2.0, 2.0, 1), values(n, -2.0, 2.0, 2), vec![0.7]];
+    let shapes = [vec![n], vec![n], vec![1]];
+    let g = [0, 1, 2].map(|i| Tensor::from_slice(gpu, &data[i], &shapes[i]).unwrap());
+    let c = [0, 1, 2].map(|i| CpuTensor::new(data[i].iter().map(|&v| v as f64).collect(), &shapes[i]));
+    (g, c)
+}
+
+#[test]
+fn fused_chains_match_op_by_op_kernels_and_the_reference() {
+    let gpu = private_gpu();
+    // Odd sizes (a partial last vec4), and one large enough for texture inputs on CPU adapters.
+    for n in [1, 7, 1031, 70_001] {
+        let ([x, y, s], [cx, cy, cs]) = inputs(&gpu, n);
+        let want = expression(&cx, &cy, &cs).data;
+        let mut runs = Vec::new();
+        for (fused, from) in [
+            (false, ElementwiseInputs::Buffers),
+            (true, ElementwiseInputs::Buffers),
+            (true, ElementwiseInputs::Textures),
+        ] {
+            gpu.set_fusion(fused);
+            gpu.set_elementwise_inputs(from);
+            let before = gpu.record_stats().dispatches;
+            let got = expression(&x, &y, &s).to_host();
+            runs.push((fused, from, got, gpu.record_stats().dispatches - before));
+        }
+        gpu.set_fusion(true);
+        gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
+        for (fused, from, got, _) in &runs {
+            // f32 kernels against the f64 reference of 16 ops.
+            assert_close(&format!("n={n} fused={fused} {from:?}"), got, &want, 1e-5, 1e-5);
+        }
+        // The same f32 operations in the same order: bit-identical here (a driver that
+        // contracted a·b + c across two ops into one FMA would differ in the last place).
+        assert_close(&format!("n={n} fused vs unfused"), &runs[1].2, &runs[0].2, 0.0, 0.0);
+        assert_eq!(runs[0].3, 14, "n={n}: op by op, one dispatch per op");
+        assert_eq!(runs[1].3, 1, "n={n}: the whole expression is one kernel");
+    }
+}
+
+#[test]
+fn chains_past_the_limits_split_and_stay_correct() {
+    let gpu = private_gpu();
+    let n = 515;
+    // MAX_OPS·3 + 5 ops: four kernels.
+    let x = Tensor::from_slice(&gpu, &values(n, -1.0, 1.0, 3), &[n]).unwrap();
+    let mut t = x.clone();
+    let mut c = CpuTensor::new(x.to_host(), &[n]);
+    let before = gpu.record_stats().dispatches;
+    for i in 0..MAX_OPS * 3 + 5 {
+        let op = if i % 2 == 0 { Unary::Affine(0.9, 0.01) } else { Unary::Tanh };
+        t = t.unary(op);
+        c = c.unary(op);
+    }
+    let got = t.to_host();
+    assert_eq!(gpu.record_stats().dispatches - before, 4);
+    assert_close("long chain", &got, &c.data, 1e-5, 1e-6);
+
+    // A sum of more distinct buffers than one kernel binds.
+    let parts: Vec<Tensor> = (0..MAX_INPUTS * 2 + 1)
+        .map(|i| Tensor::from_slice(&gpu, &values(n, 0.0, 1.0, 10 + i as u64), &[n]).unwrap())
+        .collect();
+    let mut sum = parts[0].clone();
+    let mut want = CpuTensor::new(parts[0].to_host(), &[n]);
+    for p in &parts[1..] {
+        sum = sum.add(p);
+        want = want.add(&CpuTensor::new(p.to_host(), &[n]));
+    }
+    let before = gpu.record_stats().dispatches;
+    let got = sum.to_host();
+    let kernels = gpu.record_stats().dispatches - before;
+    assert!(kernels <= 3, "{} inputs took {kernels} kernels", parts.len());
+    assert_close("wide sum", &got, &want.data, 1e-6, 1e-6);
+}
+
+#[test]
+fn lazy_results_cost_nothing_until_used_and_run_once() {
+    let gpu = private_gpu();
+    let x = Tensor::from_slice(&gpu, &values(64, -1.0, 1.0, 4), &[64]).unwrap();
+    let before = gpu.record_stats().dispatches;
+    let unused = x.unary(Unary::Exp).add(&x);
+    assert!(unused.is_lazy());
+    drop(unused);
+    let y = x.unary(Unary::Exp);
+    let shared = y.reshape(&[8, 8]);
+    assert_eq!(gpu.record_stats().dispatches, before, "nothing ran yet");
+    let a = shared.to_vec();
+    let b = y.to_vec();
+    assert_eq!(gpu.record_stats().dispatches - before, 1, "realized once, shared by the reshape");
+    assert_eq!(a, b);
+    // `full` is lazy too and fuses into its consumer.
+    let before = gpu.record_stats().dispatches;
+    let z = Tensor::full(&gpu, &[64], 2.0).mul(&x);
+    assert_eq!(z.to_vec(), x.to_vec().iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+    assert_eq!(gpu.record_stats().dispatches - before, 1);
+}
