@@ -1,8 +1,12 @@
-// Batched C[b] = A[b] · B[b] with both operands staged in rgba32float textures (see
-// texture_stage.wgsl: A as [M, K], B as [K, N], transposes already applied, zero-padded to the
-// grid). Each invocation accumulates an 8×8 block of C over k-steps of 4.
+// Batched C[b] = A[b] · B[b] with both operands in rgba32float textures. Each invocation
+// accumulates an 8×8 block of C over k-steps of 4.
 // The variant for CPU adapters: lavapipe turns `textureLoad` into vector gathers, while every
-// storage-buffer load costs a per-invocation loop; this runs ≈ 5× the buffer-only kernels there.
+// storage-buffer access costs a per-invocation loop; this runs ≈ 5× the buffer-only kernels there.
+//
+// Operand layouts: by default a texture holds its operand as staged by texture_stage.wgsl (A as
+// [M, K], B as [K, N], transposes applied, zero-padded). With TRANS_A (TRANS_B) it holds the
+// operand as stored, i.e. Aᵀ as [K, M] (Bᵀ as [N, K]), copied straight from the buffer; the
+// kernel transposes its 4×4 blocks in registers instead.
 
 struct Params {
     m: u32, n: u32, k4: u32, ldc: u32,
@@ -12,7 +16,44 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var ta: texture_2d_array<f32>;
 @group(0) @binding(2) var tb: texture_2d_array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+// Set by the host when n, ldc and batch_c are multiples of 4: rows of C stored as vec4s.
+override VEC_OUT: bool = false;
+
+// Column i: A[row0 + 4h + i][4k4 ..].
+fn load_a(k4: u32, row0: u32, layer: u32, h: u32) -> mat4x4<f32> {
+    if TRANS_A {
+        let x = row0 / 4u + h;
+        return transpose(mat4x4<f32>(textureLoad(ta, vec2<u32>(x, 4u * k4), layer, 0),
+                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 1u), layer, 0),
+                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 2u), layer, 0),
+                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 3u), layer, 0)));
+    }
+    let r = row0 + 4u * h;
+    return mat4x4<f32>(textureLoad(ta, vec2<u32>(k4, r), layer, 0),
+                       textureLoad(ta, vec2<u32>(k4, r + 1u), layer, 0),
+                       textureLoad(ta, vec2<u32>(k4, r + 2u), layer, 0),
+                       textureLoad(ta, vec2<u32>(k4, r + 3u), layer, 0));
+}
+
+// Column l: B[4k4 + l][4(col4 + h) ..].
+fn load_b(k4: u32, col4: u32, layer: u32, h: u32) -> mat4x4<f32> {
+    let x = col4 + h;
+    if TRANS_B {
+        return transpose(mat4x4<f32>(textureLoad(tb, vec2<u32>(k4, 4u * x), layer, 0),
+                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 1u), layer, 0),
+                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 2u), layer, 0),
+                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 3u), layer, 0)));
+    }
+    let k0 = 4u * k4;
+    return mat4x4<f32>(textureLoad(tb, vec2<u32>(x, k0), layer, 0),
+                       textureLoad(tb, vec2<u32>(x, k0 + 1u), layer, 0),
+                       textureLoad(tb, vec2<u32>(x, k0 + 2u), layer, 0),
+                       textureLoad(tb, vec2<u32>(x, k0 + 3u), layer, 0));
+}
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -25,24 +66,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc10 = mat4x4<f32>();
     var acc11 = mat4x4<f32>();
     for (var k4 = 0u; k4 < p.k4; k4++) {
-        let k0 = 4u * k4;
-        // Column l of b_h: B[k0 + l][4(col4 + h) ..]; column i of a_i: A[row0 + 4i + i'][k0 ..].
-        let b0 = mat4x4<f32>(textureLoad(tb, vec2<u32>(col4, k0), lb, 0),
-                             textureLoad(tb, vec2<u32>(col4, k0 + 1u), lb, 0),
-                             textureLoad(tb, vec2<u32>(col4, k0 + 2u), lb, 0),
-                             textureLoad(tb, vec2<u32>(col4, k0 + 3u), lb, 0));
-        let b1 = mat4x4<f32>(textureLoad(tb, vec2<u32>(col4 + 1u, k0), lb, 0),
-                             textureLoad(tb, vec2<u32>(col4 + 1u, k0 + 1u), lb, 0),
-                             textureLoad(tb, vec2<u32>(col4 + 1u, k0 + 2u), lb, 0),
-                             textureLoad(tb, vec2<u32>(col4 + 1u, k0 + 3u), lb, 0));
-        let a0 = mat4x4<f32>(textureLoad(ta, vec2<u32>(k4, row0), la, 0),
-                             textureLoad(ta, vec2<u32>(k4, row0 + 1u), la, 0),
-                             textureLoad(ta, vec2<u32>(k4, row0 + 2u), la, 0),
-                             textureLoad(ta, vec2<u32>(k4, row0 + 3u), la, 0));
-        let a1 = mat4x4<f32>(textureLoad(ta, vec2<u32>(k4, row0 + 4u), la, 0),
-                             textureLoad(ta, vec2<u32>(k4, row0 + 5u), la, 0),
-                             textureLoad(ta, vec2<u32>(k4, row0 + 6u), la, 0),
-                             textureLoad(ta, vec2<u32>(k4, row0 + 7u), la, 0));
+        let b0 = load_b(k4, col4, lb, 0u);
+        let b1 = load_b(k4, col4, lb, 1u);
+        let a0 = load_a(k4, row0, la, 0u);
+        let a1 = load_a(k4, row0, la, 1u);
         // (b · a)[:, i] = Σ_l B[k0+l][cols] · A[row i][k0+l]: column i is row i of C's block.
         acc00 += b0 * a0;
         acc01 += b1 * a0;
@@ -55,10 +82,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let r = row0 + 4u * (blk / 2u);
         let q = 4u * (col4 + blk % 2u);
         for (var i = 0u; i < 4u; i++) {
-            if r + i < p.m {
-                for (var j = 0u; j < 4u; j++) {
-                    if q + j < p.n {
-                        c[cbase + (r + i) * p.ldc + q + j] = blocks[blk][i][j];
+            if r + i < p.m && q < p.n {
+                let e = cbase + (r + i) * p.ldc + q;
+                if VEC_OUT {
+                    c[e / 4u] = blocks[blk][i];
+                } else {
+                    for (var j = 0u; j < 4u; j++) {
+                        if q + j < p.n {
+                            c[(e + j) / 4u][(e + j) % 4u] = blocks[blk][i][j];
+                        }
                     }
                 }
             }

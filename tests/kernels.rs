@@ -123,6 +123,11 @@ fn matmul_both_kernels_match_reference() {
         (132, 68, 260),
         (4, 8, 12),
         (260, 36, 8),
+        // Rows a whole 256-byte texture row: the texture kernel copies these operands as stored.
+        (128, 64, 192),
+        (256, 128, 2),
+        (2, 256, 128),
+        (64, 132, 64),
     ];
     for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled, MatmulKernel::Texture] {
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
@@ -154,6 +159,13 @@ fn matmul_both_kernels_match_reference() {
             1e-4,
             1e-4,
         );
+        // Batched operands copied as stored, plain and both transposed.
+        let (ga, ca) = pair(&values(2 * 64 * 128, -1.0, 1.0, 63), &[2, 64, 128]);
+        let (gb, cb) = pair(&values(2 * 128 * 64, -1.0, 1.0, 64), &[2, 128, 64]);
+        let got = ga.matmul_using(&gb, false, false, kernel).unwrap();
+        assert_tensor_close("batched, copied", &got, &ca.matmul(&cb, false, false), 1e-4, 1e-4);
+        let got = gb.matmul_using(&ga, true, true, kernel).unwrap();
+        assert_tensor_close("batched, copied, transposed", &got, &cb.matmul(&ca, true, true), 1e-4, 1e-4);
     }
 }
 
