@@ -1,7 +1,8 @@
 // The elementwise op library of the fused kernels (src/fusion.rs): every unary op, its
-// derivative and every same-shape binary op on vec4s. A generated kernel calls these with
+// derivative, every binary op and the activations with their derivatives, on vec4s. A generated kernel calls these with
 // literal op codes, so after inlining the driver's compiler folds each switch to one case.
-// The codes are `Unary::code` and `Binary::code` in src/ops.rs.
+// The codes are `Unary::code` and `Binary::code` in src/ops.rs, `Activation::code` and
+// `ActFn::code` in src/activation.rs.
 
 fn sigmoid(v: vec4<f32>) -> vec4<f32> {
     // Two branches keep exp's argument non-positive: no overflow for large |v|.
@@ -69,5 +70,55 @@ fn binary_op(op: u32, u: vec4<f32>, v: vec4<f32>, a: f32) -> vec4<f32> {
         case 6u: { return select(vec4<f32>(0.0), vec4<f32>(1.0), u >= v); }
         case 7u: { return u + a * (v - u); }
         default: { return u; }
+    }
+}
+
+// σ(z)(1 - σ(z)) = e^{-|z|} / (1 + e^{-|z|})², free of the cancellation in 1 - σ(z) for large z.
+fn sigmoid_slope(z: vec4<f32>) -> vec4<f32> {
+    let e = exp(-abs(z));
+    return e / ((1.0 + e) * (1.0 + e));
+}
+
+// LipSwish φ(x) = x·σ(βx)/1.1 and, by `which`, φ', φ'', ∂φ/∂β, ∂φ'/∂β (DESIGN.md §2).
+fn lipswish(v: vec4<f32>, b: f32, which: u32) -> vec4<f32> {
+    let s = sigmoid(b * v);
+    let ds = sigmoid_slope(b * v);
+    switch which {
+        case 0u: { return v * s / 1.1; }
+        case 1u: { return (s + b * v * ds) / 1.1; }
+        case 2u: { return b * ds * (2.0 + b * v * (1.0 - 2.0 * s)) / 1.1; }
+        case 3u: { return v * v * ds / 1.1; }
+        default: { return v * ds * (2.0 + b * v * (1.0 - 2.0 * s)) / 1.1; }
+    }
+}
+
+// ELU (α = 1): value, φ', φ''.
+fn elu(v: vec4<f32>, which: u32) -> vec4<f32> {
+    let pos = v > vec4<f32>(0.0);
+    let e = exp(min(v, vec4<f32>(0.0)));
+    switch which {
+        case 0u: { return select(e - 1.0, v, pos); }
+        case 1u: { return select(e, vec4<f32>(1.0), pos); }
+        case 2u: { return select(e, vec4<f32>(0.0), pos); }
+        default: { return vec4<f32>(0.0); }
+    }
+}
+
+// softplus: value, φ', φ''.
+fn softplus(v: vec4<f32>, which: u32) -> vec4<f32> {
+    switch which {
+        case 0u: { return max(v, vec4<f32>(0.0)) + log(1.0 + exp(-abs(v))); }
+        case 1u: { return sigmoid(v); }
+        case 2u: { return sigmoid_slope(v); }
+        default: { return vec4<f32>(0.0); }
+    }
+}
+
+// Activation `act` (0 LipSwish with β = b, 1 ELU, 2 softplus), piece `which`.
+fn activation_op(act: u32, which: u32, v: vec4<f32>, b: f32) -> vec4<f32> {
+    switch act {
+        case 0u: { return lipswish(v, b, which); }
+        case 1u: { return elu(v, which); }
+        default: { return softplus(v, which); }
     }
 }

@@ -1,4 +1,4 @@
-//! The GPU convolution, squeeze and activation ops.
+//! The GPU convolution and squeeze ops.
 //!
 //! Convolutions are implicit GEMMs over staged textures (see `shaders/conv_*.wgsl`): the input
 //! goes into a zero-bordered, channel-packed texture once, the weights into a [rows, taps·C]
@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceTexture, KernelSpec, Slot};
-use crate::ops::{self, numel, ActFn, Activation, ShapeError, TensorOps};
+use crate::ops::{self, numel, ShapeError, TensorOps};
 use crate::tensor::Tensor;
 
 #[repr(C)]
@@ -220,29 +220,6 @@ impl Tensor {
             &[self.binding(), out.binding()],
             grid_1d(n.div_ceil(256)),
         );
-        out
-    }
-
-    pub(crate) fn activation_gpu(
-        &self,
-        act: Activation,
-        f: ActFn,
-        beta: Option<&Tensor>,
-        gy: Option<&Tensor>,
-    ) -> Tensor {
-        let out = Tensor::empty(self.gpu(), self.shape());
-        let n = self.numel() as u32;
-        let spec = |name| {
-            KernelSpec::with_slots(name, "main", vec![Slot::ReadOnly, Slot::ReadOnly, Slot::ReadWrite, Slot::ReadOnly])
-                .with("ACT", act.code() as f64)
-                .with("WHICH", f.code() as f64)
-                .with("HAS_GY", gy.is_some() as u8 as f64)
-        };
-        // Unused slots are bound to `self` (read-only, so no hazard).
-        let beta = beta.unwrap_or(self);
-        let gy = gy.unwrap_or(self);
-        let params = [n, 0, 0, 0];
-        self.dispatch_elementwise("activation", spec, bytemuck::cast_slice(&params), &[self, gy], &[beta], &out);
         out
     }
 }

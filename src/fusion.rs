@@ -17,6 +17,7 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::activation::{ActFn, Activation};
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{Binary, Unary};
@@ -27,12 +28,46 @@ pub const MAX_OPS: usize = 32;
 /// per stage: these plus the output).
 pub const MAX_INPUTS: usize = 6;
 
-/// An expression node; `Input(i)` is the kernel's i-th input buffer.
+/// How an input's elements map onto the result's: element `e` of the result reads element
+/// `(e / inner) % len` of the input. `Full` is the identity (same number of elements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Full,
+    Broadcast { inner: usize, len: usize },
+}
+
+impl Role {
+    /// The role of an operand of `shape` broadcast to `out`, when a fused kernel can read it
+    /// with whole-vec4 indexing: the same elements, one element, a block of trailing dims
+    /// (a bias row, `len` a multiple of 4), or a block of dims followed by ones over a
+    /// multiple of 4 elements (a per-channel bias). `None`: use the general broadcast kernel.
+    pub fn of(shape: &[usize], out: &[usize]) -> Option<Role> {
+        let (n, total) = (shape.iter().product::<usize>(), out.iter().product::<usize>());
+        if shape == out || (n == total && shape.iter().filter(|&&d| d != 1).eq(out.iter().filter(|&&d| d != 1))) {
+            return Some(Role::Full);
+        }
+        if n == 1 {
+            return Some(Role::Broadcast { inner: 1, len: 1 });
+        }
+        if shape.len() > out.len() {
+            return None;
+        }
+        let padded: Vec<usize> = std::iter::repeat_n(1, out.len() - shape.len()).chain(shape.iter().copied()).collect();
+        let kept: Vec<usize> = (0..out.len()).filter(|&d| padded[d] != 1).collect();
+        let (first, last) = (kept[0], kept[kept.len() - 1]);
+        if (first..=last).any(|d| padded[d] != out[d]) {
+            return None;
+        }
+        let inner: usize = out[last + 1..].iter().product();
+        let fits = if inner == 1 { n.is_multiple_of(4) } else { inner.is_multiple_of(4) };
+        fits.then_some(Role::Broadcast { inner, len: n })
+    }
+}
+
+/// An expression node; `Input(i)` is the kernel's i-th input, read as its role says.
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
     Input(usize),
-    /// A one-element input broadcast to every element.
-    Scalar(usize),
     Const(f32),
     Unary(Unary, Box<Node>),
     Binary(Binary, Box<Node>, Box<Node>),
@@ -40,36 +75,55 @@ pub(crate) enum Node {
     Lerp(f32, Box<Node>, Box<Node>),
     /// gy · f'(x) given x, y = f(x) and gy (the VJP of a unary op).
     UnaryGrad(Unary, Box<[Node; 3]>),
+    /// [gy ·] piece `f` of activation `act` at x, with β (LipSwish) a one-element input.
+    Activation {
+        act: Activation,
+        f: ActFn,
+        x: Box<Node>,
+        beta: Option<Box<Node>>,
+        gy: Option<Box<Node>>,
+    },
 }
 
 impl Node {
-    fn ops(&self) -> usize {
+    fn children(&self) -> Vec<&Node> {
         match self {
-            Node::Input(_) | Node::Scalar(_) | Node::Const(_) => 0,
-            Node::Unary(_, a) => 1 + a.ops(),
-            Node::Binary(_, a, b) | Node::Lerp(_, a, b) => 1 + a.ops() + b.ops(),
-            Node::UnaryGrad(_, k) => 1 + k.iter().map(Node::ops).sum::<usize>(),
+            Node::Input(_) | Node::Const(_) => vec![],
+            Node::Unary(_, a) => vec![a],
+            Node::Binary(_, a, b) | Node::Lerp(_, a, b) => vec![a, b],
+            Node::UnaryGrad(_, k) => k.iter().collect(),
+            Node::Activation { x, beta, gy, .. } => {
+                std::iter::once(&**x).chain(beta.as_deref()).chain(gy.as_deref()).collect()
+            }
         }
+    }
+
+    fn ops(&self) -> usize {
+        let own = !matches!(self, Node::Input(_) | Node::Const(_)) as usize;
+        own + self.children().iter().map(|c| c.ops()).sum::<usize>()
     }
 
     /// The same expression with input indices mapped through `map`.
     fn remap(&self, map: &[usize]) -> Node {
+        let r = |n: &Node| Box::new(n.remap(map));
         match self {
             Node::Input(i) => Node::Input(map[*i]),
-            Node::Scalar(i) => Node::Scalar(map[*i]),
             Node::Const(v) => Node::Const(*v),
-            Node::Unary(op, a) => Node::Unary(*op, Box::new(a.remap(map))),
-            Node::Binary(op, a, b) => Node::Binary(*op, Box::new(a.remap(map)), Box::new(b.remap(map))),
-            Node::Lerp(t, a, b) => Node::Lerp(*t, Box::new(a.remap(map)), Box::new(b.remap(map))),
+            Node::Unary(op, a) => Node::Unary(*op, r(a)),
+            Node::Binary(op, a, b) => Node::Binary(*op, r(a), r(b)),
+            Node::Lerp(t, a, b) => Node::Lerp(*t, r(a), r(b)),
             Node::UnaryGrad(op, k) => Node::UnaryGrad(*op, Box::new(k.clone().map(|n| n.remap(map)))),
+            Node::Activation { act, f, x, beta, gy } => {
+                Node::Activation { act: *act, f: *f, x: r(x), beta: beta.as_deref().map(r), gy: gy.as_deref().map(r) }
+            }
         }
     }
 }
 
-/// A pending expression and the realized storages its inputs refer to.
+/// A pending expression and the realized storages its inputs refer to, with their roles.
 pub(crate) struct Lazy {
     node: Node,
-    inputs: Vec<Arc<Storage>>,
+    inputs: Vec<(Arc<Storage>, Role)>,
 }
 
 /// A tensor's memory: a realized buffer, or an expression that computes it on first use.
@@ -97,16 +151,15 @@ impl Storage {
     }
 }
 
-/// An operand of a new elementwise op.
+/// An operand of a new elementwise op and how it maps onto the result.
 pub(crate) struct Operand<'a> {
     pub store: &'a Arc<Storage>,
-    /// A one-element operand broadcast over the result.
-    pub scalar: bool,
+    pub role: Role,
 }
 
-/// Builds the expression of a new op over `operands`, inlining lazy operands, and returns it
-/// as a lazy storage of `numel` elements. `make` turns the operands' nodes into the op's node.
-/// When inlining would pass the limits, the lazy operands are realized first.
+/// Builds the expression of a new op over `operands`, inlining lazy full-size operands, and
+/// returns it as a lazy storage of `numel` elements. `make` turns the operands' nodes into the
+/// op's node. When inlining would pass the limits, the lazy operands are realized first.
 pub(crate) fn record(
     gpu: &Gpu,
     numel: usize,
@@ -134,20 +187,22 @@ fn build(
     operands: &[Operand<'_>],
     inline: bool,
     make: &impl Fn(Vec<Node>) -> Node,
-) -> (Node, Vec<Arc<Storage>>) {
-    let mut inputs: Vec<Arc<Storage>> = Vec::new();
-    let mut leaf = |s: &Arc<Storage>| match inputs.iter().position(|t| Arc::ptr_eq(t, s)) {
+) -> (Node, Vec<(Arc<Storage>, Role)>) {
+    let mut inputs: Vec<(Arc<Storage>, Role)> = Vec::new();
+    let mut leaf = |s: &Arc<Storage>, role: Role| match inputs.iter().position(|(t, r)| Arc::ptr_eq(t, s) && *r == role)
+    {
         Some(i) => i,
         None => {
-            inputs.push(s.clone());
+            inputs.push((s.clone(), role));
             inputs.len() - 1
         }
     };
     let mut nodes = Vec::with_capacity(operands.len());
     for op in operands {
-        let pending = if inline && !op.scalar {
+        // Only full-size operands inline: their inputs' roles then hold for the result too.
+        let pending = if inline && op.role == Role::Full {
             op.store.lazy.lock().unwrap().as_ref().map(|l| {
-                let map: Vec<usize> = l.inputs.iter().map(&mut leaf).collect();
+                let map: Vec<usize> = l.inputs.iter().map(|(s, r)| leaf(s, *r)).collect();
                 l.node.remap(&map)
             })
         } else {
@@ -158,12 +213,7 @@ fn build(
             None => {
                 // A leaf: realized now if it is still lazy.
                 op.store.buffer(gpu);
-                let i = leaf(op.store);
-                if op.scalar {
-                    Node::Scalar(i)
-                } else {
-                    Node::Input(i)
-                }
+                Node::Input(leaf(op.store, op.role))
             }
         });
     }
@@ -174,20 +224,22 @@ fn build(
 fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     let out = gpu.alloc((numel * 4).max(4) as u64);
     let textures = gpu.elementwise_from_textures(numel);
-    let scalar = scalar_inputs(&lazy.node, lazy.inputs.len());
     let staged: Vec<Option<DeviceTexture>> = lazy
         .inputs
         .iter()
-        .zip(&scalar)
-        .map(|(s, &is_scalar)| {
+        .map(|(s, role)| {
             let b = s.buf.get().expect("fused inputs are realized");
-            (textures && !is_scalar).then(|| gpu.stage_flat(b, s.numel))
+            (textures && *role == Role::Full).then(|| gpu.stage_flat(b, s.numel))
         })
         .collect();
-    let kinds: Vec<Slot> = staged.iter().map(|t| if t.is_some() { Slot::Texture } else { Slot::ReadOnly }).collect();
+    let kinds: Vec<(Slot, Role)> = staged
+        .iter()
+        .zip(&lazy.inputs)
+        .map(|(t, (_, role))| (if t.is_some() { Slot::Texture } else { Slot::ReadOnly }, *role))
+        .collect();
     let mut consts = Vec::new();
     let body = generate(&lazy.node, &kinds, &mut consts);
-    let mut slots = kinds.clone();
+    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
     slots.push(Slot::ReadWrite);
     let kernel = gpu.kernel(&KernelSpec::generated(body, slots));
 
@@ -196,12 +248,12 @@ fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     // The uniform's constant array has at least one vec4.
     params.resize(4 + 4 * consts.len().div_ceil(4).max(1), 0);
     let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(lazy.inputs.len() + 1);
-    for ((s, t), &is_scalar) in lazy.inputs.iter().zip(&staged).zip(&scalar) {
+    for ((s, _), t) in lazy.inputs.iter().zip(&staged) {
         bindings.push(match t {
             Some(t) => Binding::Texture(t),
             None => {
                 let buffer = s.buf.get().expect("fused inputs are realized");
-                Binding::Buffer { buffer, bytes: if is_scalar { 4 } else { (s.numel * 4) as u64 } }
+                Binding::Buffer { buffer, bytes: (s.numel * 4) as u64 }
             }
         });
     }
@@ -210,58 +262,64 @@ fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     out
 }
 
-/// Which inputs are only read as broadcast scalars.
-fn scalar_inputs(node: &Node, n: usize) -> Vec<bool> {
-    fn walk(node: &Node, s: &mut [bool]) {
-        match node {
-            Node::Scalar(i) => s[*i] = true,
-            Node::Input(_) | Node::Const(_) => {}
-            Node::Unary(_, a) => walk(a, s),
-            Node::Binary(_, a, b) | Node::Lerp(_, a, b) => {
-                walk(a, s);
-                walk(b, s);
-            }
-            Node::UnaryGrad(_, k) => k.iter().for_each(|c| walk(c, s)),
-        }
-    }
-    let mut s = vec![false; n];
-    walk(node, &mut s);
-    s
+/// Appends `v` to the uniform's constants and returns the WGSL expression reading it.
+fn constant_slot(v: f32, consts: &mut Vec<f32>) -> String {
+    consts.push(v);
+    let j = consts.len() - 1;
+    format!("p.c[{}][{}]", j / 4, j % 4)
 }
 
 /// The generated kernel after the op library: bindings, the uniform and the main function
-/// computing `node` per vec4. Scalar constants are appended to `consts` and read from the
-/// uniform, so the text depends only on the expression's structure and the input kinds.
-pub(crate) fn generate(node: &Node, inputs: &[Slot], consts: &mut Vec<f32>) -> String {
-    let mut lines = String::new();
-    let mut next = 0usize;
-    let result = emit(node, &mut lines, &mut next, consts);
+/// computing `node` per vec4. Scalar constants (and broadcast sizes) are appended to `consts`
+/// and read from the uniform, so the text depends only on the expression's structure and the
+/// inputs' kinds.
+pub(crate) fn generate(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> String {
     let mut src = String::new();
-    let vec4s = consts.len().div_ceil(4).max(1);
-    let _ = writeln!(src, "struct Params {{ n: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4<f32>, {vec4s}> }}");
-    let _ = writeln!(src, "@group(0) @binding(0) var<uniform> p: Params;");
-    for (i, kind) in inputs.iter().enumerate() {
+    let mut loads = String::new();
+    for (i, (kind, role)) in inputs.iter().enumerate() {
         let ty = if *kind == Slot::Texture { "texture_2d_array<f32>" } else { "array<vec4<f32>>" };
         let space = if *kind == Slot::Texture { "" } else { "<storage, read>" };
         let _ = writeln!(src, "@group(0) @binding({}) var{space} in{i}: {ty};", i + 1);
+        let _ = match (kind, role) {
+            // Flat texture copies (Gpu::stage_flat): texel t at (t mod 1024, t / 1024 mod
+            // 1024, layer t / 1024²).
+            (Slot::Texture, _) => writeln!(loads, "    let x{i} = textureLoad(in{i}, tc, tl, 0);"),
+            (_, Role::Full) => writeln!(loads, "    let x{i} = in{i}[i];"),
+            (_, Role::Broadcast { len: 1, .. }) => writeln!(loads, "    let x{i} = vec4<f32>(in{i}[0].x);"),
+            // Four consecutive elements of a row.
+            (_, Role::Broadcast { inner: 1, len }) => {
+                let len4 = constant_slot(f32::from_bits((len / 4) as u32), consts);
+                writeln!(loads, "    let x{i} = in{i}[i % bitcast<u32>({len4})];")
+            }
+            // One element for all four lanes (inner is a multiple of 4).
+            (_, Role::Broadcast { inner, len }) => {
+                let inner = constant_slot(f32::from_bits(*inner as u32), consts);
+                let len = constant_slot(f32::from_bits(*len as u32), consts);
+                writeln!(
+                    loads,
+                    "    let e{i} = (4u * i / bitcast<u32>({inner})) % bitcast<u32>({len});\n    \
+                     let x{i} = vec4<f32>(in{i}[e{i} / 4u][e{i} % 4u]);"
+                )
+            }
+        };
     }
     let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<vec4<f32>>;", inputs.len() + 1);
+    let mut lines = String::new();
+    let mut next = 0usize;
+    let result = emit(node, &mut lines, &mut next, consts);
+    let vec4s = consts.len().div_ceil(4).max(1);
+    let header = format!(
+        "struct Params {{ n: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4<f32>, {vec4s}> }}\n\
+         @group(0) @binding(0) var<uniform> p: Params;\n"
+    );
+    src.insert_str(0, &header);
     src.push_str("@compute @workgroup_size(256)\n");
     src.push_str("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n");
     src.push_str("    let i = gid.x + gid.y * nwg.x * 256u;\n    if i * 4u >= p.n { return; }\n");
-    if inputs.contains(&Slot::Texture) {
-        // Flat texture copies (Gpu::stage_flat): texel t at (t mod 1024, t / 1024 mod 1024,
-        // layer t / 1024²).
+    if inputs.iter().any(|(k, _)| *k == Slot::Texture) {
         src.push_str("    let tc = vec2<u32>(i % 1024u, (i / 1024u) % 1024u);\n    let tl = i / (1024u * 1024u);\n");
     }
-    let scalar = scalar_inputs(node, inputs.len());
-    for (i, kind) in inputs.iter().enumerate() {
-        let _ = match kind {
-            Slot::Texture => writeln!(src, "    let x{i} = textureLoad(in{i}, tc, tl, 0);"),
-            _ if scalar[i] => writeln!(src, "    let x{i} = vec4<f32>(in{i}[0].x);"),
-            _ => writeln!(src, "    let x{i} = in{i}[i];"),
-        };
-    }
+    src.push_str(&loads);
     src.push_str(&lines);
     let _ = writeln!(src, "    out[i] = {result};\n}}");
     src
@@ -269,17 +327,12 @@ pub(crate) fn generate(node: &Node, inputs: &[Slot], consts: &mut Vec<f32>) -> S
 
 /// Appends the statements computing `node` and returns the WGSL value holding it.
 fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>) -> String {
-    let mut constant = |v: f32, consts: &mut Vec<f32>| {
-        consts.push(v);
-        let j = consts.len() - 1;
-        format!("p.c[{}][{}]", j / 4, j % 4)
-    };
     let expr = match node {
-        Node::Input(i) | Node::Scalar(i) => return format!("x{i}"),
-        Node::Const(v) => format!("vec4<f32>({})", constant(*v, consts)),
+        Node::Input(i) => return format!("x{i}"),
+        Node::Const(v) => format!("vec4<f32>({})", constant_slot(*v, consts)),
         Node::Unary(op, a) => {
             let a = emit(a, lines, next, consts);
-            let (pa, pb) = unary_params(*op, consts, &mut constant);
+            let (pa, pb) = unary_params(*op, consts);
             format!("unary_op({}u, {a}, {pa}, {pb})", op.code())
         }
         Node::Binary(op, a, b) => {
@@ -288,12 +341,21 @@ fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>
         }
         Node::Lerp(t, a, b) => {
             let (a, b) = (emit(a, lines, next, consts), emit(b, lines, next, consts));
-            format!("binary_op(7u, {a}, {b}, {})", constant(*t, consts))
+            format!("binary_op(7u, {a}, {b}, {})", constant_slot(*t, consts))
         }
         Node::UnaryGrad(op, k) => {
             let [x, y, gy] = [0, 1, 2].map(|j| emit(&k[j], lines, next, consts));
-            let (pa, _) = unary_params(*op, consts, &mut constant);
+            let (pa, _) = unary_params(*op, consts);
             format!("{gy} * unary_derivative({}u, {x}, {y}, {pa})", op.code())
+        }
+        Node::Activation { act, f, x, beta, gy } => {
+            let x = emit(x, lines, next, consts);
+            let b = beta.as_deref().map_or("0.0".to_string(), |b| format!("{}.x", emit(b, lines, next, consts)));
+            let value = format!("activation_op({}u, {}u, {x}, {b})", act.code(), f.code());
+            match gy {
+                Some(gy) => format!("{} * {value}", emit(gy, lines, next, consts)),
+                None => value,
+            }
         }
     };
     let name = format!("t{next}");
@@ -303,50 +365,72 @@ fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>
 }
 
 /// The WGSL arguments for a unary op's two parameters.
-fn unary_params(
-    op: Unary,
-    consts: &mut Vec<f32>,
-    constant: &mut impl FnMut(f32, &mut Vec<f32>) -> String,
-) -> (String, String) {
+fn unary_params(op: Unary, consts: &mut Vec<f32>) -> (String, String) {
     match op {
-        Unary::Affine(a, b) => (constant(a, consts), constant(b, consts)),
-        Unary::SignedPow(e) => (constant(e, consts), "0.0".into()),
+        Unary::Affine(a, b) => (constant_slot(a, consts), constant_slot(b, consts)),
+        Unary::SignedPow(e) => (constant_slot(e, consts), "0.0".into()),
         _ => ("0.0".into(), "0.0".into()),
     }
 }
 
-/// Generated kernels for a few representative expressions, buffer and texture inputs, for
-/// the naga validation test.
+/// Generated kernels for representative expressions over buffer and texture inputs and every
+/// input role, for the naga validation test.
 pub fn example_sources() -> Vec<String> {
-    let x = || Box::new(Node::Input(0));
+    let input = |i| Box::new(Node::Input(i));
+    let scalar = Role::Broadcast { inner: 1, len: 1 };
+    let row = Role::Broadcast { inner: 1, len: 64 };
+    let channel = Role::Broadcast { inner: 16, len: 3 };
     let exprs = [
-        Node::Const(1.5),
-        Node::Unary(Unary::Affine(2.0, 1.0), x()),
-        Node::Binary(Binary::Mul, Box::new(Node::Unary(Unary::Exp, x())), Box::new(Node::Scalar(1))),
-        Node::Lerp(0.1, x(), Box::new(Node::Input(1))),
-        Node::UnaryGrad(Unary::SignedPow(1.5), Box::new([Node::Input(0), Node::Input(1), Node::Input(2)])),
+        (Node::Const(1.5), vec![]),
+        (Node::Unary(Unary::Affine(2.0, 1.0), input(0)), vec![Role::Full]),
+        (Node::Binary(Binary::Mul, Box::new(Node::Unary(Unary::Exp, input(0))), input(1)), vec![Role::Full, scalar]),
+        (Node::Lerp(0.1, input(0), input(1)), vec![Role::Full, row]),
+        (Node::Binary(Binary::Add, input(0), input(1)), vec![Role::Full, channel]),
+        (
+            Node::UnaryGrad(Unary::SignedPow(1.5), Box::new([Node::Input(0), Node::Input(1), Node::Input(2)])),
+            vec![Role::Full; 3],
+        ),
+        (
+            Node::Activation {
+                act: Activation::LipSwish,
+                f: ActFn::D1Beta,
+                x: input(0),
+                beta: Some(input(1)),
+                gy: Some(input(2)),
+            },
+            vec![Role::Full, scalar, Role::Full],
+        ),
     ];
     let mut out = Vec::new();
-    for e in &exprs {
-        let used = (0..3).filter(|&i| mentions(e, i)).count();
-        let scalar = scalar_inputs(e, used);
+    for (e, roles) in &exprs {
         for kind in [Slot::ReadOnly, Slot::Texture] {
-            let kinds: Vec<Slot> = scalar.iter().map(|&s| if s { Slot::ReadOnly } else { kind }).collect();
+            let kinds: Vec<(Slot, Role)> =
+                roles.iter().map(|&r| (if r == Role::Full { kind } else { Slot::ReadOnly }, r)).collect();
             out.push(format!("{}{}", LIBRARY, generate(e, &kinds, &mut Vec::new())));
         }
     }
     out
 }
 
-fn mentions(node: &Node, i: usize) -> bool {
-    match node {
-        Node::Input(j) | Node::Scalar(j) => *j == i,
-        Node::Const(_) => false,
-        Node::Unary(_, a) => mentions(a, i),
-        Node::Binary(_, a, b) | Node::Lerp(_, a, b) => mentions(a, i) || mentions(b, i),
-        Node::UnaryGrad(_, k) => k.iter().any(|c| mentions(c, i)),
-    }
-}
-
 /// The op library every generated kernel starts with.
 pub const LIBRARY: &str = include_str!("../shaders/elementwise_ops.wgsl");
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn roles_of_broadcast_shapes() {
+        let b = |inner, len| Some(Role::Broadcast { inner, len });
+        assert_eq!(Role::of(&[4, 8], &[4, 8]), Some(Role::Full));
+        assert_eq!(Role::of(&[8], &[1, 8]), Some(Role::Full));
+        assert_eq!(Role::of(&[1], &[5, 7]), b(1, 1));
+        assert_eq!(Role::of(&[8], &[5, 8]), b(1, 8));
+        assert_eq!(Role::of(&[1, 3, 1, 1], &[2, 3, 4, 4]), b(16, 3));
+        assert_eq!(Role::of(&[2, 3, 1], &[5, 2, 3, 4]), b(4, 6));
+        // Rows not a multiple of 4, an inner block not a multiple of 4, two separate blocks.
+        assert_eq!(Role::of(&[3], &[5, 3]), None);
+        assert_eq!(Role::of(&[3, 1], &[3, 2]), None);
+        assert_eq!(Role::of(&[2, 1, 4], &[2, 3, 4]), None);
+    }
+}

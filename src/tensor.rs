@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::fusion::{self, Node, Operand, Storage};
-use crate::gpu::kernels::{self, grid_1d, LOOP_BUDGET};
+use crate::fusion::{self, Node, Operand, Role, Storage};
+use crate::gpu::kernels::{grid_1d, LOOP_BUDGET};
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
     self, broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ActFn, Activation, AdamStep, Binary,
@@ -209,12 +209,22 @@ impl Tensor {
         self.fused(&self.shape, &[self], |mut k| k.remove(0))
     }
 
-    /// A lazy elementwise op over `operands` (same shape as `self`, or one-element scalars).
+    /// A lazy elementwise op of result `shape` over `operands`, each of the result's shape or
+    /// broadcast in a way `fusion::Role::of` accepts.
     fn fused(&self, shape: &[usize], operands: &[&Tensor], make: impl Fn(Vec<Node>) -> Node) -> Tensor {
-        let n = numel(shape);
-        let ops: Vec<Operand<'_>> =
-            operands.iter().map(|t| Operand { store: &t.store, scalar: t.numel() == 1 && n != 1 }).collect();
-        Tensor { gpu: self.gpu.clone(), store: fusion::record(&self.gpu, n, &ops, make), shape: shape.to_vec() }
+        let ops: Vec<Operand<'_>> = operands
+            .iter()
+            .map(|t| {
+                let role =
+                    Role::of(&t.shape, shape).unwrap_or_else(|| panic!("{:?} does not fuse into {shape:?}", t.shape));
+                Operand { store: &t.store, role }
+            })
+            .collect();
+        Tensor {
+            gpu: self.gpu.clone(),
+            store: fusion::record(&self.gpu, numel(shape), &ops, make),
+            shape: shape.to_vec(),
+        }
     }
 
     /// Matmul with an explicit kernel choice (tests and benches compare both).
@@ -316,6 +326,42 @@ impl Tensor {
         tex
     }
 
+    /// This (2-D, or 3-D batched) matrix of `[rows, cols]` per layer copied as stored into a
+    /// texture (texel (x, row) = columns 4x..4x+3 of that row), when a row is a whole number of
+    /// the copy's 256-byte row pitch and the reduction length `k` needs no zero padding.
+    /// Texels past the matrix keep stale values: they only meet outputs that are not stored.
+    fn copy_to_texture(&self, (rows, cols): (usize, usize), k: usize) -> Option<DeviceTexture> {
+        let layers = if self.shape.len() == 3 { self.shape[0] } else { 1 };
+        let l = self.gpu.limits();
+        let (width, height) = (cols / 4, rows.div_ceil(64) * 64);
+        let fits = width <= l.max_texture_dimension_2d as usize && height <= l.max_texture_dimension_2d as usize;
+        if !cols.is_multiple_of(64) || !k.is_multiple_of(4) || !fits {
+            return None;
+        }
+        let tex = self.gpu.alloc_texture(width as u32, height as u32, layers as u32);
+        let buffer = self.buffer();
+        self.gpu.with_encoder(|enc| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: buffer.raw(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some((cols * 4) as u32),
+                        rows_per_image: Some(rows as u32),
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: tex.raw(),
+                    mip_level: 0,
+                    origin: wgpu::Origin3d::ZERO,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d { width: width as u32, height: rows as u32, depth_or_array_layers: layers as u32 },
+            )
+        });
+        Some(tex)
+    }
+
     fn matmul_texture(
         &self,
         other: &Tensor,
@@ -338,8 +384,16 @@ impl Tensor {
         }
         // Padded to the 64×64 output tile of a workgroup, so no load leaves the textures.
         let (m_pad, k4, n_pad) = (m.div_ceil(64) * 64, k.div_ceil(4), n.div_ceil(64) * 64);
-        let ta_tex = self.stage_texture(m, k, ta, k4, m_pad);
-        let tb_tex = other.stage_texture(k, n, tb, n_pad / 4, k4 * 4);
+        // Operands whose stored rows fit a texture row exactly are copied as stored (no
+        // dispatch; the kernel transposes); the others are staged by a kernel.
+        let (ta_tex, a_stored) = match self.copy_to_texture(if ta { (k, m) } else { (m, k) }, k) {
+            Some(t) => (t, ta),
+            None => (self.stage_texture(m, k, ta, k4, m_pad), false),
+        };
+        let (tb_tex, b_stored) = match other.copy_to_texture(if tb { (n, k) } else { (k, n) }, k) {
+            Some(t) => (t, tb),
+            None => (other.stage_texture(k, n, tb, n_pad / 4, k4 * 4), false),
+        };
         let params = TexMatmulParams {
             m: m as u32,
             n: n as u32,
@@ -351,7 +405,12 @@ impl Tensor {
             pad: 0,
         };
         let slots = vec![Slot::Texture, Slot::Texture, Slot::ReadWrite];
-        let kern = self.gpu.kernel(&KernelSpec::with_slots("matmul_texture", "main", slots));
+        let vec_out = n.is_multiple_of(4);
+        let spec = KernelSpec::with_slots("matmul_texture", "main", slots)
+            .with("TRANS_A", a_stored as u8 as f64)
+            .with("TRANS_B", b_stored as u8 as f64)
+            .with("VEC_OUT", vec_out as u8 as f64);
+        let kern = self.gpu.kernel(&spec);
         let groups = [n_pad.div_ceil(64) as u32, m_pad.div_ceil(64) as u32, batch as u32];
         self.gpu.dispatch(
             &kern,
@@ -366,38 +425,6 @@ impl Tensor {
         let out = Tensor::empty(&self.gpu, &self.shape);
         self.gpu.copy(self.buffer(), out.buffer(), bytes_of(self.numel()));
         out
-    }
-
-    /// Dispatches an elementwise kernel (shader + `shaders/io` harness) over `inputs`, with
-    /// `extra` buffers bound after the output. Inputs come from storage buffers or, for large
-    /// tensors on CPU adapters, from flat texture copies (`Gpu::elementwise_from_textures`).
-    pub(crate) fn dispatch_elementwise(
-        &self,
-        shader: &'static str,
-        spec: impl Fn(&'static str) -> KernelSpec,
-        params: &[u8],
-        inputs: &[&Tensor],
-        extra: &[&Tensor],
-        out: &Tensor,
-    ) {
-        let n = out.numel();
-        let staged: Vec<DeviceTexture> = if self.gpu.elementwise_from_textures(n) {
-            inputs.iter().map(|t| self.gpu.stage_flat(t.buffer(), t.numel())).collect()
-        } else {
-            Vec::new()
-        };
-        let (mut bindings, spec): (Vec<Binding<'_>>, KernelSpec) = if staged.is_empty() {
-            (inputs.iter().map(|t| t.binding()).collect(), spec(shader))
-        } else {
-            let mut spec = spec(kernels::texture_variant(shader));
-            spec.slots[..inputs.len()].fill(Slot::Texture);
-            (staged.iter().map(Binding::Texture).collect(), spec)
-        };
-        bindings.push(out.binding());
-        bindings.extend(extra.iter().map(|t| t.binding()));
-        let k = self.gpu.kernel(&spec);
-        // Four elements per invocation (vec4 kernels).
-        self.gpu.dispatch(&k, params, &bindings, grid_1d((n as u32).div_ceil(1024)));
     }
 
     /// One strided copy (see `shaders/strided_copy.wgsl`) of a 4-D box from `self` into `dst`.
@@ -504,9 +531,7 @@ impl TensorOps for Tensor {
     }
     fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError> {
         let shape = broadcast_shape(&self.shape, &other.shape)?;
-        // Same shapes, or a one-element operand broadcast over the other, fuse.
-        let fusable = |a: &Tensor, b: &Tensor| a.shape == shape && (b.shape == shape || b.numel() == 1);
-        if fusable(self, other) || fusable(other, self) {
+        if Role::of(&self.shape, &shape).is_some() && Role::of(&other.shape, &shape).is_some() {
             return Ok(self.fused(&shape, &[self, other], |mut k| {
                 let b = k.pop().expect("two operands");
                 Node::Binary(op, Box::new(k.pop().expect("two operands")), Box::new(b))
@@ -639,7 +664,17 @@ impl TensorOps for Tensor {
         self.squeeze_gpu(true)
     }
     fn activation(&self, act: Activation, f: ActFn, beta: Option<&Self>, gy: Option<&Self>) -> Self {
-        self.activation_gpu(act, f, beta, gy)
+        let mut operands = vec![self];
+        operands.extend(beta);
+        operands.extend(gy);
+        let (has_beta, has_gy) = (beta.is_some(), gy.is_some());
+        self.fused(&self.shape, &operands, move |k| {
+            let mut k = k.into_iter().map(Box::new);
+            let x = k.next().expect("x");
+            let beta = if has_beta { k.next() } else { None };
+            let gy = if has_gy { k.next() } else { None };
+            Node::Activation { act, f, x, beta, gy }
+        })
     }
     fn adam_step(&self, grad: &Self, m: &Self, v: &Self, clip: &Self, h: AdamStep) -> (Self, Self, Self) {
         #[repr(C)]

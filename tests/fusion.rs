@@ -121,3 +121,35 @@ fn lazy_results_cost_nothing_until_used_and_run_once() {
     assert_eq!(z.to_vec(), x.to_vec().iter().map(|v| 2.0 * v).collect::<Vec<_>>());
     assert_eq!(gpu.record_stats().dispatches - before, 1);
 }
+
+#[test]
+fn broadcast_operands_fuse_where_vec4_indexing_allows() {
+    let gpu = private_gpu();
+    // (result shape, operand shape, fuses): rows of a bias, per-channel values, scalars; a
+    // row whose length is not a multiple of 4 takes the general broadcast kernel.
+    let cases: [(&[usize], &[usize], bool); 7] = [
+        (&[6, 8], &[8], true),
+        (&[6, 8], &[1, 8], true),
+        (&[2, 3, 4, 4], &[1, 3, 1, 1], true),
+        (&[8, 4], &[8, 1], true),
+        (&[7], &[1], true),
+        (&[5, 3], &[3], false),
+        (&[3, 2, 6], &[2, 1], false),
+    ];
+    for (i, &(shape, bshape, fuses)) in cases.iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let m: usize = bshape.iter().product();
+        let (xd, bd) = (values(n, -1.0, 1.0, 20 + i as u64), values(m, -1.0, 1.0, 30 + i as u64));
+        let x = Tensor::from_slice(&gpu, &xd, shape).unwrap();
+        let b = Tensor::from_slice(&gpu, &bd, bshape).unwrap();
+        let cx = CpuTensor::new(xd.iter().map(|&v| v as f64).collect(), shape);
+        let cb = CpuTensor::new(bd.iter().map(|&v| v as f64).collect(), bshape);
+        let before = gpu.record_stats().dispatches;
+        // Broadcast operand on either side, then a unary op on the result.
+        let got = x.add(&b).mul(&b.sub(&x)).unary(Unary::Tanh).to_host();
+        let want = cx.add(&cb).mul(&cb.sub(&cx)).unary(Unary::Tanh).data;
+        let dispatches = gpu.record_stats().dispatches - before;
+        assert_close(&format!("{shape:?} with {bshape:?}"), &got, &want, 1e-6, 1e-6);
+        assert_eq!(dispatches == 1, fuses, "{shape:?} with {bshape:?}: {dispatches} dispatches");
+    }
+}

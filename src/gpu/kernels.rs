@@ -9,21 +9,9 @@
 /// dispatches to stay well under it.
 pub const LOOP_BUDGET: usize = 32_768;
 
-/// An elementwise op file completed by one of its input/output harnesses (`shaders/io/`).
-macro_rules! elementwise {
-    ($op:literal, $io:literal) => {
-        concat!(
-            include_str!(concat!("../../shaders/", $op, ".wgsl")),
-            include_str!(concat!("../../shaders/io/", $io, ".wgsl"))
-        )
-    };
-}
-
 /// Every shader of the project, by name (the generated elementwise kernels of `crate::fusion`
 /// aside). The naga test validates each of them, and samples of the generated ones.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("activation", elementwise!("activation", "buffer2")),
-    ("activation_texture", elementwise!("activation", "texture2")),
     ("broadcast", include_str!("../../shaders/broadcast.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
@@ -43,16 +31,6 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("power_iteration", include_str!("../../shaders/power_iteration.wgsl")),
     ("adam", include_str!("../../shaders/adam.wgsl")),
 ];
-
-/// The variant of an elementwise shader that reads its inputs from flat textures.
-pub fn texture_variant(shader: &str) -> &'static str {
-    let name = format!("{shader}_texture");
-    SHADERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, _)| *n)
-        .unwrap_or_else(|| panic!("{shader} has no texture variant"))
-}
 
 pub fn source(name: &str) -> &'static str {
     SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or_else(|| panic!("no shader named {name}"))
