@@ -223,42 +223,18 @@ fn build(
 /// Runs `lazy` as one generated kernel into a new buffer of `numel` elements.
 fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     let out = gpu.alloc((numel * 4).max(4) as u64);
-    let textures = gpu.elementwise_from_textures(numel);
-    let staged: Vec<Option<DeviceTexture>> = lazy
-        .inputs
-        .iter()
-        .map(|(s, role)| {
-            let b = s.buf.get().expect("fused inputs are realized");
-            (textures && *role == Role::Full).then(|| gpu.stage_flat(b, s.numel))
-        })
-        .collect();
-    let kinds: Vec<(Slot, Role)> = staged
-        .iter()
-        .zip(&lazy.inputs)
-        .map(|(t, (_, role))| (if t.is_some() { Slot::Texture } else { Slot::ReadOnly }, *role))
-        .collect();
+    let staged = stage_inputs(gpu, &lazy.inputs, gpu.elementwise_from_textures(numel));
+    let kinds = input_kinds(&staged, &lazy.inputs);
     let mut consts = Vec::new();
     let body = generate(&lazy.node, &kinds, &mut consts);
     let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
     slots.push(Slot::ReadWrite);
     let kernel = gpu.kernel(&KernelSpec::generated(body, slots));
-
-    let mut params: Vec<u32> = vec![numel as u32, 0, 0, 0];
-    params.extend(consts.iter().map(|c: &f32| c.to_bits()));
-    // The uniform's constant array has at least one vec4.
-    params.resize(4 + 4 * consts.len().div_ceil(4).max(1), 0);
-    let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(lazy.inputs.len() + 1);
-    for ((s, _), t) in lazy.inputs.iter().zip(&staged) {
-        bindings.push(match t {
-            Some(t) => Binding::Texture(t),
-            None => {
-                let buffer = s.buf.get().expect("fused inputs are realized");
-                Binding::Buffer { buffer, bytes: (s.numel * 4) as u64 }
-            }
-        });
-    }
+    let params = uniform(numel, &consts);
+    let mut bindings = input_bindings(&lazy.inputs, &staged);
     bindings.push(Binding::Buffer { buffer: &out, bytes: (numel * 4) as u64 });
     gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, grid_1d((numel as u32).div_ceil(1024)));
+    drop(bindings);
     out
 }
 
@@ -269,60 +245,195 @@ fn constant_slot(v: f32, consts: &mut Vec<f32>) -> String {
     format!("p.c[{}][{}]", j / 4, j % 4)
 }
 
-/// The generated kernel after the op library: bindings, the uniform and the main function
-/// computing `node` per vec4. Scalar constants (and broadcast sizes) are appended to `consts`
-/// and read from the uniform, so the text depends only on the expression's structure and the
-/// inputs' kinds.
-pub(crate) fn generate(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> String {
-    let mut src = String::new();
-    let mut loads = String::new();
+/// The pieces of a generated kernel: input bindings, the loads of every input at vec4 index
+/// `i` (and texture coordinates `tc`, `tl` when an input is a texture), the statements of the
+/// expression and the value holding it.
+struct Parts {
+    bindings: String,
+    loads: String,
+    lines: String,
+    result: String,
+}
+
+fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
+    let (mut bindings, mut loads) = (String::new(), String::new());
+    if inputs.iter().any(|(k, _)| *k == Slot::Texture) {
+        // Flat texture copies (Gpu::stage_flat): texel t at (t mod 1024, t / 1024 mod 1024,
+        // layer t / 1024²).
+        loads.push_str("    let tc = vec2<u32>(i % 1024u, (i / 1024u) % 1024u);\n    let tl = i / (1024u * 1024u);\n");
+    }
     for (i, (kind, role)) in inputs.iter().enumerate() {
         let ty = if *kind == Slot::Texture { "texture_2d_array<f32>" } else { "array<vec4<f32>>" };
         let space = if *kind == Slot::Texture { "" } else { "<storage, read>" };
-        let _ = writeln!(src, "@group(0) @binding({}) var{space} in{i}: {ty};", i + 1);
+        let _ = writeln!(bindings, "@group(0) @binding({}) var{space} in{i}: {ty};", i + 1);
         let _ = match (kind, role) {
-            // Flat texture copies (Gpu::stage_flat): texel t at (t mod 1024, t / 1024 mod
-            // 1024, layer t / 1024²).
             (Slot::Texture, _) => writeln!(loads, "    let x{i} = textureLoad(in{i}, tc, tl, 0);"),
             (_, Role::Full) => writeln!(loads, "    let x{i} = in{i}[i];"),
             (_, Role::Broadcast { len: 1, .. }) => writeln!(loads, "    let x{i} = vec4<f32>(in{i}[0].x);"),
             // Four consecutive elements of a row.
             (_, Role::Broadcast { inner: 1, len }) => {
-                let len4 = constant_slot(f32::from_bits((len / 4) as u32), consts);
-                writeln!(loads, "    let x{i} = in{i}[i % bitcast<u32>({len4})];")
+                let len4 = constant_u32(len / 4, consts);
+                writeln!(loads, "    let x{i} = in{i}[i % {len4}];")
             }
             // One element for all four lanes (inner is a multiple of 4).
             (_, Role::Broadcast { inner, len }) => {
-                let inner = constant_slot(f32::from_bits(*inner as u32), consts);
-                let len = constant_slot(f32::from_bits(*len as u32), consts);
+                let (inner, len) = (constant_u32(*inner, consts), constant_u32(*len, consts));
                 writeln!(
                     loads,
-                    "    let e{i} = (4u * i / bitcast<u32>({inner})) % bitcast<u32>({len});\n    \
-                     let x{i} = vec4<f32>(in{i}[e{i} / 4u][e{i} % 4u]);"
+                    "    let e{i} = (4u * i / {inner}) % {len};\n    let x{i} = vec4<f32>(in{i}[e{i} / 4u][e{i} % 4u]);"
                 )
             }
         };
     }
-    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<vec4<f32>>;", inputs.len() + 1);
     let mut lines = String::new();
-    let mut next = 0usize;
-    let result = emit(node, &mut lines, &mut next, consts);
-    let vec4s = consts.len().div_ceil(4).max(1);
-    let header = format!(
-        "struct Params {{ n: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4<f32>, {vec4s}> }}\n\
-         @group(0) @binding(0) var<uniform> p: Params;\n"
-    );
-    src.insert_str(0, &header);
-    src.push_str("@compute @workgroup_size(256)\n");
-    src.push_str("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n");
-    src.push_str("    let i = gid.x + gid.y * nwg.x * 256u;\n    if i * 4u >= p.n { return; }\n");
-    if inputs.iter().any(|(k, _)| *k == Slot::Texture) {
-        src.push_str("    let tc = vec2<u32>(i % 1024u, (i / 1024u) % 1024u);\n    let tl = i / (1024u * 1024u);\n");
-    }
-    src.push_str(&loads);
-    src.push_str(&lines);
-    let _ = writeln!(src, "    out[i] = {result};\n}}");
+    let result = emit(node, &mut lines, &mut 0, consts);
+    Parts { bindings, loads, lines, result }
+}
+
+/// The uniform: the element count and the constants.
+fn header(consts: &[f32]) -> String {
+    format!(
+        "struct Params {{ n: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4<f32>, {}> }}\n\
+         @group(0) @binding(0) var<uniform> p: Params;\n",
+        consts.len().div_ceil(4).max(1)
+    )
+}
+
+/// A u32 constant of the uniform, as WGSL.
+fn constant_u32(v: usize, consts: &mut Vec<f32>) -> String {
+    format!("bitcast<u32>({})", constant_slot(f32::from_bits(v as u32), consts))
+}
+
+const MAIN: &str = "@compute @workgroup_size(256)\n\
+    fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n\
+    \x20   let g = gid.x + gid.y * nwg.x * 256u;\n";
+
+/// The generated elementwise kernel after the op library: bindings, the uniform and the main
+/// function computing `node` per vec4. Scalar constants (and broadcast sizes) are appended to
+/// `consts` and read from the uniform, so the text depends only on the expression's structure
+/// and the inputs' kinds.
+pub(crate) fn generate(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> String {
+    let parts = parts(node, inputs, consts);
+    let mut src = header(consts);
+    src.push_str(&parts.bindings);
+    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<vec4<f32>>;", inputs.len() + 1);
+    src.push_str(MAIN);
+    src.push_str("    let i = g;\n    if i * 4u >= p.n { return; }\n");
+    src.push_str(&parts.loads);
+    src.push_str(&parts.lines);
+    let _ = writeln!(src, "    out[i] = {};\n}}", parts.result);
     src
+}
+
+/// Rows (or vec4 rows) one invocation of a fused sum adds up; keeps its loop far below
+/// `gpu::kernels::LOOP_BUDGET`.
+const SUM_CHUNK: usize = 32;
+
+/// Σ over the middle axis of an expression viewed as `[outer, n, inner]`, as one generated
+/// kernel that computes the expression while it sums (the summed tensor is never stored).
+/// Returns the partial sums, `[outer, chunks, inner]`, and `chunks` (the caller sums the
+/// chunks when there is more than one), or `None` when vec4s would straddle outputs
+/// (`inner` not a multiple of 4, and not 1 with `n` a multiple of 4).
+pub(crate) fn sum(
+    gpu: &Gpu,
+    input: &Arc<Storage>,
+    (outer, n, inner): (usize, usize, usize),
+) -> Option<(DeviceBuffer, usize)> {
+    let columns = inner.is_multiple_of(4);
+    if !columns && !(inner == 1 && n.is_multiple_of(4)) {
+        return None;
+    }
+    let operand = [Operand { store: input, role: Role::Full }];
+    let make = |mut k: Vec<Node>| k.remove(0);
+    let (node, inputs) = build(gpu, &operand, gpu.fusion_limit() > 1, &make);
+    let (node, inputs) = if node.ops() > gpu.fusion_limit() || inputs.len() > MAX_INPUTS {
+        build(gpu, &operand, false, &make)
+    } else {
+        (node, inputs)
+    };
+    let numel = outer * n * inner;
+    let textures = gpu.elementwise_from_textures(numel);
+    let staged = stage_inputs(gpu, &inputs, textures);
+    let kinds = input_kinds(&staged, &inputs);
+
+    // Invocation (o, c, j4): chunk c of the rows of output block o, vec4 column j4.
+    let (rows, vec4_cols) = if columns { (n, inner / 4) } else { (n / 4, 1) };
+    let chunks = rows.div_ceil(SUM_CHUNK);
+    let mut consts = Vec::new();
+    let parts = parts(&node, &kinds, &mut consts);
+    let c = |v: usize, consts: &mut Vec<f32>| constant_u32(v, consts);
+    let (cols4, nchunks, nrows, row_step) =
+        (c(vec4_cols, &mut consts), c(chunks, &mut consts), c(rows, &mut consts), c(rows * vec4_cols, &mut consts));
+    let mut src = header(&consts);
+    src.push_str(&parts.bindings);
+    let out_ty = if columns { "vec4<f32>" } else { "f32" };
+    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<{out_ty}>;", kinds.len() + 1);
+    src.push_str(MAIN);
+    let _ = write!(
+        src,
+        "    if g >= p.n {{ return; }}\n\
+         \x20   let j4 = g % {cols4};\n    let c = (g / {cols4}) % {nchunks};\n    let o = g / ({cols4} * {nchunks});\n\
+         \x20   var acc = vec4<f32>(0.0);\n\
+         \x20   for (var r = c * {SUM_CHUNK}u; r < min(c * {SUM_CHUNK}u + {SUM_CHUNK}u, {nrows}); r++) {{\n\
+         \x20   let i = o * {row_step} + r * {cols4} + j4;\n"
+    );
+    src.push_str(&parts.loads);
+    src.push_str(&parts.lines);
+    let _ = writeln!(src, "    acc += {};\n    }}", parts.result);
+    let store = if columns { "acc" } else { "acc.x + acc.y + acc.z + acc.w" };
+    let _ = writeln!(src, "    out[g] = {store};\n}}");
+    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
+    slots.push(Slot::ReadWrite);
+    let kernel = gpu.kernel(&KernelSpec::generated(src, slots));
+
+    let invocations = outer * chunks * vec4_cols;
+    let out = gpu.alloc((outer * chunks * inner * 4).max(4) as u64);
+    let params = uniform(invocations, &consts);
+    let mut bindings = input_bindings(&inputs, &staged);
+    bindings.push(Binding::Buffer { buffer: &out, bytes: (outer * chunks * inner * 4) as u64 });
+    gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, grid_1d((invocations as u32).div_ceil(256)));
+    drop(bindings);
+    Some((out, chunks))
+}
+
+fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> Vec<Option<DeviceTexture>> {
+    inputs
+        .iter()
+        .map(|(s, role)| {
+            let b = s.buf.get().expect("fused inputs are realized");
+            (textures && *role == Role::Full).then(|| gpu.stage_flat(b, s.numel))
+        })
+        .collect()
+}
+
+fn input_kinds(staged: &[Option<DeviceTexture>], inputs: &[(Arc<Storage>, Role)]) -> Vec<(Slot, Role)> {
+    staged
+        .iter()
+        .zip(inputs)
+        .map(|(t, (_, role))| (if t.is_some() { Slot::Texture } else { Slot::ReadOnly }, *role))
+        .collect()
+}
+
+fn input_bindings<'a>(inputs: &'a [(Arc<Storage>, Role)], staged: &'a [Option<DeviceTexture>]) -> Vec<Binding<'a>> {
+    inputs
+        .iter()
+        .zip(staged)
+        .map(|((s, _), t)| match t {
+            Some(t) => Binding::Texture(t),
+            None => {
+                let buffer = s.buf.get().expect("fused inputs are realized");
+                Binding::Buffer { buffer, bytes: (s.numel * 4) as u64 }
+            }
+        })
+        .collect()
+}
+
+/// The uniform's words: the count, padding, then the constants (at least one vec4 of them).
+fn uniform(n: usize, consts: &[f32]) -> Vec<u32> {
+    let mut params: Vec<u32> = vec![n as u32, 0, 0, 0];
+    params.extend(consts.iter().map(|c| c.to_bits()));
+    params.resize(4 + 4 * consts.len().div_ceil(4).max(1), 0);
+    params
 }
 
 /// Appends the statements computing `node` and returns the WGSL value holding it.

@@ -449,7 +449,27 @@ impl Tensor {
         self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), dst.binding()], grid_1d(n.div_ceil(256)));
     }
 
+    /// Sum or mean over the middle axis of `[outer, n, inner]`: one fused kernel computing
+    /// this tensor's pending expression while it sums, then a sum of its partial sums; other
+    /// reductions and shapes whose vec4s straddle outputs take the reduce kernel.
     fn reduce_axis(&self, op: Reduce, outer: usize, n: usize, inner: usize) -> Tensor {
+        if matches!(op, Reduce::Sum | Reduce::Mean) && n > 1 && self.gpu.fusion_limit() > 1 {
+            if let Some((partial, chunks)) = fusion::sum(&self.gpu, &self.store, (outer, n, inner)) {
+                let shape = [outer * chunks * inner];
+                let partial = Tensor {
+                    gpu: self.gpu.clone(),
+                    store: Arc::new(Storage::realized(partial, shape[0])),
+                    shape: shape.to_vec(),
+                };
+                let total =
+                    if chunks > 1 { partial.reduce_unfused(Reduce::Sum, outer, chunks, inner) } else { partial };
+                return if op == Reduce::Mean { total.scale(1.0 / n as f32) } else { total };
+            }
+        }
+        self.reduce_unfused(op, outer, n, inner)
+    }
+
+    fn reduce_unfused(&self, op: Reduce, outer: usize, n: usize, inner: usize) -> Tensor {
         let outputs = outer * inner;
         let (code, scale) = match op {
             Reduce::Sum => (0, 1.0),
@@ -490,7 +510,7 @@ impl Tensor {
             Reduce::Mean => Reduce::Sum,
             other => other,
         };
-        let merged = out.reduce_axis(second, outer, segs, inner);
+        let merged = out.reduce_unfused(second, outer, segs, inner);
         if op == Reduce::Mean {
             merged.scale(scale)
         } else {

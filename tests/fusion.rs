@@ -153,3 +153,25 @@ fn broadcast_operands_fuse_where_vec4_indexing_allows() {
         assert_eq!(dispatches == 1, fuses, "{shape:?} with {bshape:?}: {dispatches} dispatches");
     }
 }
+
+#[test]
+fn sums_compute_their_expression_in_the_same_kernel() {
+    let gpu = private_gpu();
+    let (n, h) = (256, 128);
+    let (xd, yd) = (values(n * h, -1.0, 1.0, 40), values(n * h, -1.0, 1.0, 41));
+    let x = Tensor::from_slice(&gpu, &xd, &[n, h]).unwrap();
+    let y = Tensor::from_slice(&gpu, &yd, &[n, h]).unwrap();
+    let cx = CpuTensor::new(xd.iter().map(|&v| v as f64).collect(), &[n, h]);
+    let cy = CpuTensor::new(yd.iter().map(|&v| v as f64).collect(), &[n, h]);
+    // Rows of 128 fit one chunk: no second pass.
+    for (axis, kernels) in [(Some(0), 2), (Some(1), 1), (None, 2)] {
+        let before = gpu.record_stats().dispatches;
+        let got = x.mul(&y).unary(Unary::Exp).reduce(resflow::Reduce::Sum, axis, false).to_host();
+        let dispatches = gpu.record_stats().dispatches - before;
+        let want = cx.mul(&cy).unary(Unary::Exp).reduce(resflow::Reduce::Sum, axis, false).data;
+        // f32 sums of up to 32 768 terms.
+        assert_close(&format!("axis {axis:?}"), &got, &want, 1e-5, 1e-4);
+        // The fused map-and-sum, then (with several chunks) one sum of its partial sums.
+        assert_eq!(dispatches, kernels, "axis {axis:?}");
+    }
+}

@@ -80,7 +80,13 @@ fn mismatched_shapes_are_errors_not_garbage() {
 #[test]
 fn reductions_match_reference() {
     // Shapes exercise the one-thread-per-output path, the workgroup path and the two-pass split.
-    let cases: [(&[usize], Option<usize>); 7] = [
+    // Sums and means whose vec4s line up run as fused kernels (rows, columns, a whole tensor
+    // over texture inputs); the others take the reduce kernel.
+    let cases: [(&[usize], Option<usize>); 11] = [
+        (&[256, 128], Some(0)),
+        (&[8, 64, 16], Some(1)),
+        (&[70_000], None),
+        (&[6, 40], Some(1)),
         (&[300, 7, 11], Some(1)),
         (&[3, 5000], Some(1)),
         (&[5000, 3], Some(0)),

@@ -60,7 +60,7 @@ pub enum ElementwiseInputs {
 
 /// Elements from which `Auto` stages inputs into textures on CPU adapters: below it the
 /// copies' fixed cost outweighs the faster loads.
-pub const TEXTURE_INPUTS_FROM: usize = 1 << 16;
+pub const TEXTURE_INPUTS_FROM: usize = 1 << 13;
 
 struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
