@@ -340,7 +340,7 @@ pub(crate) fn sum(
     (outer, n, inner): (usize, usize, usize),
 ) -> Option<(DeviceBuffer, usize)> {
     let columns = inner.is_multiple_of(4);
-    if !columns && !(inner == 1 && n.is_multiple_of(4)) {
+    if !(columns || inner == 1 && n.is_multiple_of(4)) {
         return None;
     }
     let operand = [Operand { store: input, role: Role::Full }];
