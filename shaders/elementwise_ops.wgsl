@@ -4,6 +4,16 @@
 // The codes are `Unary::code` and `Binary::code` in src/ops.rs, `Activation::code` and
 // `ActFn::code` in src/activation.rs.
 
+// Texel t and element e of a flat texture copy (Gpu::stage_flat): texel t sits at
+// (t mod 1024, t / 1024 mod 1024, layer t / 1024²).
+fn load_texel(tex: texture_2d_array<f32>, t: u32) -> vec4<f32> {
+    return textureLoad(tex, vec2<u32>(t % 1024u, (t / 1024u) % 1024u), t / 1048576u, 0);
+}
+
+fn load_elem(tex: texture_2d_array<f32>, e: u32) -> f32 {
+    return load_texel(tex, e / 4u)[e % 4u];
+}
+
 fn sigmoid(v: vec4<f32>) -> vec4<f32> {
     // Two branches keep exp's argument non-positive: no overflow for large |v|.
     let e = exp(-abs(v));

@@ -29,11 +29,12 @@ pub const MAX_OPS: usize = 32;
 pub const MAX_INPUTS: usize = 6;
 
 /// How an input's elements map onto the result's: element `e` of the result reads element
-/// `(e / inner) % len` of the input. `Full` is the identity (same number of elements).
+/// `((e / inner) % len) · stride + offset` of the input. `Full` is the identity (same number
+/// of elements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Full,
-    Broadcast { inner: usize, len: usize },
+    Broadcast { inner: usize, len: usize, stride: usize, offset: usize },
 }
 
 impl Role {
@@ -47,7 +48,7 @@ impl Role {
             return Some(Role::Full);
         }
         if n == 1 {
-            return Some(Role::Broadcast { inner: 1, len: 1 });
+            return Some(Role::broadcast(1, 1));
         }
         if shape.len() > out.len() {
             return None;
@@ -60,7 +61,12 @@ impl Role {
         }
         let inner: usize = out[last + 1..].iter().product();
         let fits = if inner == 1 { n.is_multiple_of(4) } else { inner.is_multiple_of(4) };
-        fits.then_some(Role::Broadcast { inner, len: n })
+        fits.then_some(Role::broadcast(inner, n))
+    }
+
+    /// Element `(e / inner) % len` of a contiguous input.
+    pub fn broadcast(inner: usize, len: usize) -> Role {
+        Role::Broadcast { inner, len, stride: 1, offset: 0 }
     }
 }
 
@@ -266,21 +272,31 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
         let ty = if *kind == Slot::Texture { "texture_2d_array<f32>" } else { "array<vec4<f32>>" };
         let space = if *kind == Slot::Texture { "" } else { "<storage, read>" };
         let _ = writeln!(bindings, "@group(0) @binding({}) var{space} in{i}: {ty};", i + 1);
-        let _ = match (kind, role) {
-            (Slot::Texture, _) => writeln!(loads, "    let x{i} = textureLoad(in{i}, tc, tl, 0);"),
-            (_, Role::Full) => writeln!(loads, "    let x{i} = in{i}[i];"),
-            (_, Role::Broadcast { len: 1, .. }) => writeln!(loads, "    let x{i} = vec4<f32>(in{i}[0].x);"),
-            // Four consecutive elements of a row.
-            (_, Role::Broadcast { inner: 1, len }) => {
-                let len4 = constant_u32(len / 4, consts);
-                writeln!(loads, "    let x{i} = in{i}[i % {len4}];")
+        // Element loads from a buffer, or from a flat texture copy (the library's load_elem /
+        // load_texel: on CPU adapters texture loads are vector gathers).
+        let tex = *kind == Slot::Texture;
+        let texel = |t: &str| if tex { format!("load_texel(in{i}, {t})") } else { format!("in{i}[{t}]") };
+        let elem = |e: &str| if tex { format!("load_elem(in{i}, {e})") } else { format!("in{i}[{e} / 4u][{e} % 4u]") };
+        let _ = match *role {
+            Role::Full if tex => writeln!(loads, "    let x{i} = textureLoad(in{i}, tc, tl, 0);"),
+            Role::Full => writeln!(loads, "    let x{i} = in{i}[i];"),
+            // Four consecutive elements of a row: one vec4 load.
+            Role::Broadcast { inner: 1, len, stride: 1, offset } if len % 4 == 0 && offset % 4 == 0 => {
+                let (len4, off4) = (constant_u32(len / 4, consts), constant_u32(offset / 4, consts));
+                writeln!(loads, "    let x{i} = {};", texel(&format!("i % {len4} + {off4}")))
             }
-            // One element for all four lanes (inner is a multiple of 4).
-            (_, Role::Broadcast { inner, len }) => {
-                let (inner, len) = (constant_u32(*inner, consts), constant_u32(*len, consts));
+            // One element for all four lanes (inner a multiple of 4, or a single element).
+            Role::Broadcast { inner, len, stride, offset } if len == 1 || inner % 4 == 0 => {
+                let e = role_index("4u * i", (inner, len, stride, offset), consts);
+                writeln!(loads, "    let e{i} = {e};\n    let x{i} = vec4<f32>({});", elem(&format!("e{i}")))
+            }
+            // Anything else: one load per lane.
+            Role::Broadcast { inner, len, stride, offset } => {
+                let e = role_index("e", (inner, len, stride, offset), consts);
                 writeln!(
                     loads,
-                    "    let e{i} = (4u * i / {inner}) % {len};\n    let x{i} = vec4<f32>(in{i}[e{i} / 4u][e{i} % 4u]);"
+                    "    var x{i}: vec4<f32>;\n    for (var l = 0u; l < 4u; l++) {{ let e = 4u * i + l; let k = {e}; x{i}[l] = {}; }}",
+                    elem("k")
                 )
             }
         };
@@ -288,6 +304,12 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
     let mut lines = String::new();
     let result = emit(node, &mut lines, &mut 0, consts);
     Parts { bindings, loads, lines, result }
+}
+
+/// The WGSL index `((elem / inner) % len) · stride + offset` with the sizes in the uniform.
+fn role_index(elem: &str, (inner, len, stride, offset): (usize, usize, usize, usize), consts: &mut Vec<f32>) -> String {
+    let [inner, len, stride, offset] = [inner, len, stride, offset].map(|v| constant_u32(v, consts));
+    format!("(({elem} / {inner}) % {len}) * {stride} + {offset}")
 }
 
 /// The uniform: the element count and the constants.
@@ -399,10 +421,7 @@ pub(crate) fn sum(
 fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> Vec<Option<DeviceTexture>> {
     inputs
         .iter()
-        .map(|(s, role)| {
-            let b = s.buf.get().expect("fused inputs are realized");
-            (textures && *role == Role::Full).then(|| gpu.stage_flat(b, s.numel))
-        })
+        .map(|(s, _)| textures.then(|| gpu.stage_flat(s.buf.get().expect("fused inputs are realized"), s.numel)))
         .collect()
 }
 
@@ -488,15 +507,17 @@ fn unary_params(op: Unary, consts: &mut Vec<f32>) -> (String, String) {
 /// input role, for the naga validation test.
 pub fn example_sources() -> Vec<String> {
     let input = |i| Box::new(Node::Input(i));
-    let scalar = Role::Broadcast { inner: 1, len: 1 };
-    let row = Role::Broadcast { inner: 1, len: 64 };
-    let channel = Role::Broadcast { inner: 16, len: 3 };
+    let scalar = Role::broadcast(1, 1);
+    let row = Role::broadcast(1, 64);
+    let channel = Role::broadcast(16, 3);
+    let gather = Role::Broadcast { inner: 1, len: 8, stride: 3, offset: 1 };
     let exprs = [
         (Node::Const(1.5), vec![]),
         (Node::Unary(Unary::Affine(2.0, 1.0), input(0)), vec![Role::Full]),
         (Node::Binary(Binary::Mul, Box::new(Node::Unary(Unary::Exp, input(0))), input(1)), vec![Role::Full, scalar]),
         (Node::Lerp(0.1, input(0), input(1)), vec![Role::Full, row]),
         (Node::Binary(Binary::Add, input(0), input(1)), vec![Role::Full, channel]),
+        (Node::Binary(Binary::Sub, input(0), input(1)), vec![gather, Role::Full]),
         (
             Node::UnaryGrad(Unary::SignedPow(1.5), Box::new([Node::Input(0), Node::Input(1), Node::Input(2)])),
             vec![Role::Full; 3],
@@ -515,8 +536,7 @@ pub fn example_sources() -> Vec<String> {
     let mut out = Vec::new();
     for (e, roles) in &exprs {
         for kind in [Slot::ReadOnly, Slot::Texture] {
-            let kinds: Vec<(Slot, Role)> =
-                roles.iter().map(|&r| (if r == Role::Full { kind } else { Slot::ReadOnly }, r)).collect();
+            let kinds: Vec<(Slot, Role)> = roles.iter().map(|&r| (kind, r)).collect();
             out.push(format!("{}{}", LIBRARY, generate(e, &kinds, &mut Vec::new())));
         }
     }
@@ -532,7 +552,7 @@ mod tests {
 
     #[test]
     fn roles_of_broadcast_shapes() {
-        let b = |inner, len| Some(Role::Broadcast { inner, len });
+        let b = |inner, len| Some(Role::broadcast(inner, len));
         assert_eq!(Role::of(&[4, 8], &[4, 8]), Some(Role::Full));
         assert_eq!(Role::of(&[8], &[1, 8]), Some(Role::Full));
         assert_eq!(Role::of(&[1], &[5, 7]), b(1, 1));

@@ -82,6 +82,10 @@ struct RandomParams {
     hi: f32,
 }
 
+/// Matmuls with at most this many reduction terms run as elementwise expressions (each term
+/// reads two broadcast operands: 2k inputs stay within `fusion::MAX_INPUTS`).
+const MAX_ELEMENTWISE_K: usize = 3;
+
 /// The matmul kernels: `Scalar` (register-blocked, any shape), `Vec4` (register-blocked with
 /// vec4 loads, 16×16 outputs per invocation), `Tiled` (workgroup-memory tiles; the default on
 /// real GPUs) and `Texture` (operands staged in textures; the default on CPU adapters, where
@@ -278,6 +282,34 @@ impl Tensor {
             groups,
         );
         Ok(out)
+    }
+
+    /// A matmul with a reduction of at most `MAX_ELEMENTWISE_K` terms as the lazy elementwise
+    /// expression C = Σ_k A[:, k] ⊗ B[k, :] (each operand read through a strided broadcast),
+    /// so it fuses with what follows, typically a bias and an activation.
+    fn matmul_elementwise(&self, other: &Tensor, (m, k, n): (usize, usize, usize), ta: bool, tb: bool) -> Tensor {
+        let mut operands = Vec::with_capacity(2 * k);
+        for kk in 0..k {
+            let a = if ta {
+                Role::Broadcast { inner: n, len: m, stride: 1, offset: kk * m }
+            } else {
+                Role::Broadcast { inner: n, len: m, stride: k, offset: kk }
+            };
+            let b = if tb {
+                Role::Broadcast { inner: 1, len: n, stride: k, offset: kk }
+            } else {
+                Role::Broadcast { inner: 1, len: n, stride: 1, offset: kk * n }
+            };
+            operands.push(Operand { store: &self.store, role: a });
+            operands.push(Operand { store: &other.store, role: b });
+        }
+        let store = fusion::record(&self.gpu, m * n, &operands, |nodes| {
+            let mut terms =
+                nodes.chunks(2).map(|ab| Node::Binary(Binary::Mul, Box::new(ab[0].clone()), Box::new(ab[1].clone())));
+            let first = terms.next().expect("k ≥ 1");
+            terms.fold(first, |acc, t| Node::Binary(Binary::Add, Box::new(acc), Box::new(t)))
+        });
+        Tensor { gpu: self.gpu.clone(), store, shape: vec![m, n] }
     }
 
     /// Whether the texture matmul's staged operands fit the adapter's texture limits.
@@ -590,6 +622,14 @@ impl TensorOps for Tensor {
         }
     }
     fn try_matmul(&self, other: &Self, ta: bool, tb: bool) -> Result<Self, ShapeError> {
+        let (_, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
+        if (1..=MAX_ELEMENTWISE_K).contains(&k)
+            && self.shape.len() == 2
+            && other.shape.len() == 2
+            && self.gpu.fusion_limit() > 1
+        {
+            return Ok(self.matmul_elementwise(other, (m, k, n), ta, tb));
+        }
         self.matmul_using(other, ta, tb, MatmulKernel::default_for(&self.gpu))
     }
     fn try_reshape(&self, shape: &[usize]) -> Result<Self, ShapeError> {

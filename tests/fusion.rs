@@ -175,3 +175,30 @@ fn sums_compute_their_expression_in_the_same_kernel() {
         assert_eq!(dispatches, kernels, "axis {axis:?}");
     }
 }
+
+#[test]
+fn matmuls_with_few_terms_are_elementwise_and_fuse_with_bias_and_activation() {
+    let gpu = private_gpu();
+    for (i, &(m, k, n)) in [(256, 2, 128), (7, 1, 5), (9, 3, 13), (4, 2, 2)].iter().enumerate() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let sa = if ta { [k, m] } else { [m, k] };
+            let sb = if tb { [n, k] } else { [k, n] };
+            let (ad, bd, cd) =
+                (values(m * k, -1.0, 1.0, 50 + i as u64), values(k * n, -1.0, 1.0, 60), values(n, -1.0, 1.0, 70));
+            let a = Tensor::from_slice(&gpu, &ad, &sa).unwrap();
+            let b = Tensor::from_slice(&gpu, &bd, &sb).unwrap();
+            let bias = Tensor::from_slice(&gpu, &cd, &[n]).unwrap();
+            let ca = CpuTensor::new(ad.iter().map(|&v| v as f64).collect(), &sa);
+            let cb = CpuTensor::new(bd.iter().map(|&v| v as f64).collect(), &sb);
+            let cbias = CpuTensor::new(cd.iter().map(|&v| v as f64).collect(), &[n]);
+            let before = gpu.record_stats().dispatches;
+            let got = a.matmul(&b, ta, tb).add(&bias).unary(Unary::Tanh).to_host();
+            let dispatches = gpu.record_stats().dispatches - before;
+            let want = ca.matmul(&cb, ta, tb).add(&cbias).unary(Unary::Tanh).data;
+            let what = format!("{m}x{k}x{n} ta={ta} tb={tb}");
+            assert_close(&what, &got, &want, 1e-6, 1e-6);
+            // A bias row fuses when n is a multiple of 4; otherwise it takes the broadcast kernel.
+            assert_eq!(dispatches, if n % 4 == 0 { 1 } else { 3 }, "{what}");
+        }
+    }
+}
