@@ -320,6 +320,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     quiet_vulkan_loader();
+    if is_toy_training(&cli) {
+        inline_software_driver();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -338,6 +341,30 @@ fn quiet_vulkan_loader() {
             // SAFETY: called at the start of main, before any other thread exists.
             unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }
+    }
+}
+
+/// Whether the command trains (or times the training of) a toy 2-D model.
+fn is_toy_training(cli: &Cli) -> bool {
+    match &cli.command {
+        None => true,
+        Some(Command::Train(args)) => {
+            !args.is_image()
+                && !args.resume.as_ref().is_some_and(|p| resflow::image::run::is_image_checkpoint(p).unwrap_or(false))
+        }
+        Some(Command::Bench { suite, .. }) => suite == "toy",
+        _ => false,
+    }
+}
+
+/// Runs lavapipe's kernels on the calling thread (`LP_NUM_THREADS=0`) unless the user chose a
+/// thread count. A toy training step is ~670 small dispatches, and llvmpipe hands every
+/// dispatch to its worker threads and waits: that hand-off costs more than the second core
+/// gains (README: toy step times either way). Other drivers ignore the variable.
+fn inline_software_driver() {
+    if std::env::var_os("LP_NUM_THREADS").is_none() {
+        // SAFETY: called at the start of main, before any other thread exists.
+        unsafe { std::env::set_var("LP_NUM_THREADS", "0") };
     }
 }
 
