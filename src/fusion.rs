@@ -1,13 +1,15 @@
-//! Elementwise fusion: same-shape elementwise ops are recorded lazily as an expression over
-//! realized input buffers, and a chain of them runs as one generated WGSL kernel when its
-//! result is first needed (a kernel binds it, it is read back, or the expression grows past
-//! the limits below).
+//! Elementwise fusion: elementwise ops (same-shape or broadcast operands, activations and
+//! their derivatives, `full`, matmuls of at most three terms) are recorded lazily as an
+//! expression over realized input buffers, and a chain of them runs as one generated WGSL
+//! kernel when its result is first needed (a kernel binds it, it is read back, or the
+//! expression grows past the limits below). A sum over an axis computes its input's pending
+//! expression in the same kernel ([`sum`]), so the summed tensor is never stored.
 //!
 //! Why: on every adapter a dispatch has a fixed cost (on lavapipe ≈ 60 µs, a thread hand-off
 //! per dispatch), and an elementwise chain is memory-bound, so one pass over the inputs beats
 //! one pass per op. A generated kernel is cached by its text, which holds the op structure but
-//! not the scalar constants (those travel in the uniform), so a training step compiles its
-//! kernels once.
+//! not the scalar constants or sizes (those travel in the uniform), so a training step
+//! compiles its kernels once.
 //!
 //! Invariants: the leaves of an expression are realized, immutable buffers (no kernel writes
 //! into a buffer another tensor already holds), so deferring the work cannot change its
@@ -163,23 +165,32 @@ pub(crate) struct Operand<'a> {
     pub role: Role,
 }
 
-/// Builds the expression of a new op over `operands`, inlining lazy full-size operands, and
-/// returns it as a lazy storage of `numel` elements. `make` turns the operands' nodes into the
-/// op's node. When inlining would pass the limits, the lazy operands are realized first.
+/// Builds the expression of a new op over `operands` (see [`build_within_limits`]) and returns
+/// it as a lazy storage of `numel` elements. `make` turns the operands' nodes into the op's.
 pub(crate) fn record(
     gpu: &Gpu,
     numel: usize,
     operands: &[Operand<'_>],
     make: impl Fn(Vec<Node>) -> Node,
 ) -> Arc<Storage> {
+    let (node, inputs) = build_within_limits(gpu, operands, &make);
+    Arc::new(Storage { numel, buf: OnceLock::new(), lazy: Mutex::new(Some(Lazy { node, inputs })) })
+}
+
+/// [`build`] inlining lazy operands, or, when that passes the op or input limits (or fusion
+/// is off), realizing them.
+fn build_within_limits(
+    gpu: &Gpu,
+    operands: &[Operand<'_>],
+    make: &impl Fn(Vec<Node>) -> Node,
+) -> (Node, Vec<(Arc<Storage>, Role)>) {
     let limit = gpu.fusion_limit();
-    let (node, inputs) = build(gpu, operands, limit > 1, &make);
-    let (node, inputs) = if node.ops() > limit || inputs.len() > MAX_INPUTS {
-        build(gpu, operands, false, &make)
+    let (node, inputs) = build(gpu, operands, limit > 1, make);
+    if node.ops() > limit || inputs.len() > MAX_INPUTS {
+        build(gpu, operands, false, make)
     } else {
         (node, inputs)
-    };
-    Arc::new(Storage { numel, buf: OnceLock::new(), lazy: Mutex::new(Some(Lazy { node, inputs })) })
+    }
 }
 
 /// A lazy storage of `numel` copies of `value`.
@@ -367,12 +378,7 @@ pub(crate) fn sum(
     }
     let operand = [Operand { store: input, role: Role::Full }];
     let make = |mut k: Vec<Node>| k.remove(0);
-    let (node, inputs) = build(gpu, &operand, gpu.fusion_limit() > 1, &make);
-    let (node, inputs) = if node.ops() > gpu.fusion_limit() || inputs.len() > MAX_INPUTS {
-        build(gpu, &operand, false, &make)
-    } else {
-        (node, inputs)
-    };
+    let (node, inputs) = build_within_limits(gpu, &operand, &make);
     let numel = outer * n * inner;
     let textures = gpu.elementwise_from_textures(numel);
     let staged = stage_inputs(gpu, &inputs, textures);
