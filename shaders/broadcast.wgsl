@@ -1,6 +1,7 @@
 // Elementwise binary ops with broadcasting over up to 4 dimensions: the output shape is
-// `shape`, and each input is read through strides that are 0 along its broadcast axes.
-// Same-shape inputs take binary.wgsl, four elements per invocation.
+// `shape`, and each input is read through strides that are 0 along its broadcast axes. The
+// broadcasts that vec4 indexing can express run as fused kernels instead (src/fusion.rs); this
+// file follows the op library (elementwise_ops.wgsl) and uses its binary_op.
 
 struct Params {
     n: u32, pad0: u32, pad1: u32, pad2: u32,
@@ -16,19 +17,6 @@ struct Params {
 
 override OP: u32 = 0u;
 
-fn apply(u: f32, v: f32) -> f32 {
-    switch OP {
-        case 0u: { return u + v; }
-        case 1u: { return u - v; }
-        case 2u: { return u * v; }
-        case 3u: { return u / v; }
-        case 4u: { return max(u, v); }
-        case 5u: { return min(u, v); }
-        case 6u: { return select(0.0, 1.0, u >= v); }
-        default: { return u; }
-    }
-}
-
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -42,5 +30,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i1 = r1 % p.shape.y;
     let i0 = r1 / p.shape.y;
     let idx = vec4<u32>(i0, i1, i2, i3);
-    y[i] = apply(a[dot(idx, p.sa)], b[dot(idx, p.sb)]);
+    y[i] = binary_op(OP, vec4<f32>(a[dot(idx, p.sa)]), vec4<f32>(b[dot(idx, p.sb)]), 0.0).x;
 }

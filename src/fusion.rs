@@ -424,6 +424,70 @@ pub(crate) fn sum(
     Some((out, chunks))
 }
 
+/// Output columns of [`matmul_rows`] at most.
+pub const ROW_MATMUL_MAX_N: usize = 4;
+
+/// C = A·B for a skinny result (`n` ≤ [`ROW_MATMUL_MAX_N`] columns, `k` a multiple of 4): one
+/// invocation per row of C computes A's pending expression along its row while it takes the
+/// dot products, so A (say an activation) is never stored. B is read at the same index by every
+/// invocation, which drivers serve as one broadcast load. `b_stored_nk` says B is stored
+/// transposed, as `[n, k]`.
+pub(crate) fn matmul_rows(
+    gpu: &Gpu,
+    a: &Arc<Storage>,
+    b: &DeviceBuffer,
+    (m, k, n): (usize, usize, usize),
+    b_stored_nk: bool,
+) -> DeviceBuffer {
+    debug_assert!(n <= ROW_MATMUL_MAX_N && k.is_multiple_of(4));
+    let operand = [Operand { store: a, role: Role::Full }];
+    let (node, inputs) = build_within_limits(gpu, &operand, &|mut k: Vec<Node>| k.remove(0));
+    let staged = stage_inputs(gpu, &inputs, gpu.elementwise_from_textures(m * k));
+    let kinds = input_kinds(&staged, &inputs);
+    let mut consts = Vec::new();
+    let parts = parts(&node, &kinds, &mut consts);
+    let k4 = constant_u32(k / 4, &mut consts);
+    let mut src = header(&consts);
+    src.push_str(&parts.bindings);
+    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read> bm: array<vec4<f32>>;", kinds.len() + 1);
+    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<f32>;", kinds.len() + 2);
+    src.push_str(MAIN);
+    let _ = writeln!(src, "    if g >= p.n {{ return; }}");
+    for j in 0..n {
+        let _ = writeln!(src, "    var acc{j} = vec4<f32>(0.0);");
+    }
+    let _ = writeln!(src, "    for (var r = 0u; r < {k4}; r++) {{\n    let i = g * {k4} + r;");
+    src.push_str(&parts.loads);
+    src.push_str(&parts.lines);
+    for j in 0..n {
+        // B[4r .. 4r+4, j]: a row piece of the stored [n, k], or four elements of [k, n].
+        let bj = if b_stored_nk {
+            format!("bm[{j}u * {k4} + r]")
+        } else {
+            let e = |l: usize| format!("(4u * r + {l}u) * {n}u + {j}u");
+            let el = |l: usize| format!("bm[({}) / 4u][({}) % 4u]", e(l), e(l));
+            format!("vec4<f32>({}, {}, {}, {})", el(0), el(1), el(2), el(3))
+        };
+        let _ = writeln!(src, "    acc{j} += {} * {bj};", parts.result);
+    }
+    src.push_str("    }\n");
+    for j in 0..n {
+        let _ = writeln!(src, "    out[g * {n}u + {j}u] = dot(acc{j}, vec4<f32>(1.0));");
+    }
+    src.push_str("}\n");
+    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
+    slots.extend([Slot::ReadOnly, Slot::ReadWrite]);
+    let kernel = gpu.kernel(&KernelSpec::generated(src, slots));
+    let out = gpu.alloc((m * n * 4).max(4) as u64);
+    let params = uniform(m, &consts);
+    let mut bindings = input_bindings(&inputs, &staged);
+    bindings.push(Binding::Buffer { buffer: b, bytes: (k * n * 4) as u64 });
+    bindings.push(Binding::Buffer { buffer: &out, bytes: (m * n * 4) as u64 });
+    gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, grid_1d((m as u32).div_ceil(256)));
+    drop(bindings);
+    out
+}
+
 fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> Vec<Option<DeviceTexture>> {
     inputs
         .iter()

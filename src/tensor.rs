@@ -623,12 +623,19 @@ impl TensorOps for Tensor {
     }
     fn try_matmul(&self, other: &Self, ta: bool, tb: bool) -> Result<Self, ShapeError> {
         let (_, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
-        if (1..=MAX_ELEMENTWISE_K).contains(&k)
-            && self.shape.len() == 2
-            && other.shape.len() == 2
-            && self.gpu.fusion_limit() > 1
-        {
+        let plain_2d = self.shape.len() == 2 && other.shape.len() == 2 && self.gpu.fusion_limit() > 1;
+        if plain_2d && (1..=MAX_ELEMENTWISE_K).contains(&k) {
             return Ok(self.matmul_elementwise(other, (m, k, n), ta, tb));
+        }
+        // A skinny result (the 2-D models' last layer): rows of A dotted with B's columns, A's
+        // pending expression computed on the way.
+        if plain_2d && !ta && n <= fusion::ROW_MATMUL_MAX_N && k.is_multiple_of(4) && k / 4 <= LOOP_BUDGET {
+            let out = fusion::matmul_rows(&self.gpu, &self.store, other.buffer(), (m, k, n), tb);
+            return Ok(Tensor {
+                gpu: self.gpu.clone(),
+                store: Arc::new(Storage::realized(out, m * n)),
+                shape: vec![m, n],
+            });
         }
         self.matmul_using(other, ta, tb, MatmulKernel::default_for(&self.gpu))
     }

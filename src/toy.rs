@@ -61,8 +61,8 @@ impl Default for ToyConfig {
     fn default() -> Self {
         ToyConfig {
             dataset: "checkerboard".into(),
-            blocks: 5,
-            hidden: vec![128],
+            blocks: 10,
+            hidden: vec![64, 64],
             activation: "lipswish".into(),
             coeff: 0.97,
             power_iters: 5,
@@ -76,9 +76,9 @@ impl Default for ToyConfig {
             clip: 10.0,
             ema: 0.99,
             batch: 256,
-            iters: 1500,
+            iters: 1000,
             seed: 1,
-            eval_every: 750,
+            eval_every: 500,
             eval_samples: 10_000,
         }
     }

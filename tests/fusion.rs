@@ -202,3 +202,25 @@ fn matmuls_with_few_terms_are_elementwise_and_fuse_with_bias_and_activation() {
         }
     }
 }
+
+#[test]
+fn skinny_matmuls_dot_rows_of_a_pending_expression() {
+    let gpu = private_gpu();
+    for (i, &(m, k, n)) in [(300, 64, 2), (7, 8, 1), (33, 12, 4), (5, 4, 3)].iter().enumerate() {
+        for tb in [false, true] {
+            let sb = if tb { [n, k] } else { [k, n] };
+            let (ad, bd) = (values(m * k, -2.0, 2.0, 80 + i as u64), values(k * n, -1.0, 1.0, 90));
+            let a = Tensor::from_slice(&gpu, &ad, &[m, k]).unwrap();
+            let b = Tensor::from_slice(&gpu, &bd, &sb).unwrap();
+            let ca = CpuTensor::new(ad.iter().map(|&v| v as f64).collect(), &[m, k]);
+            let cb = CpuTensor::new(bd.iter().map(|&v| v as f64).collect(), &sb);
+            let before = gpu.record_stats().dispatches;
+            let got = a.unary(Unary::Tanh).matmul(&b, false, tb).to_host();
+            let dispatches = gpu.record_stats().dispatches - before;
+            let want = ca.unary(Unary::Tanh).matmul(&cb, false, tb).data;
+            let what = format!("{m}x{k}x{n} tb={tb}");
+            assert_close(&what, &got, &want, 1e-5, 1e-5);
+            assert_eq!(dispatches, 1, "{what}: tanh computed inside the matmul");
+        }
+    }
+}

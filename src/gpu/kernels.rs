@@ -12,7 +12,10 @@ pub const LOOP_BUDGET: usize = 32_768;
 /// Every shader of the project, by name (the generated elementwise kernels of `crate::fusion`
 /// aside). The naga test validates each of them, and samples of the generated ones.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("broadcast", include_str!("../../shaders/broadcast.wgsl")),
+    (
+        "broadcast",
+        concat!(include_str!("../../shaders/elementwise_ops.wgsl"), include_str!("../../shaders/broadcast.wgsl")),
+    ),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_vec4", include_str!("../../shaders/matmul_vec4.wgsl")),
