@@ -358,9 +358,9 @@ fn is_toy_training(cli: &Cli) -> bool {
 }
 
 /// Runs lavapipe's kernels on the calling thread (`LP_NUM_THREADS=0`) unless the user chose a
-/// thread count. A toy training step is ~670 small dispatches, and llvmpipe hands every
-/// dispatch to its worker threads and waits: that hand-off costs more than the second core
-/// gains (README: toy step times either way). Other drivers ignore the variable.
+/// thread count. A toy training step is ~1800 dispatches of a few workgroups each, and
+/// llvmpipe hands every dispatch to its worker threads and waits: that hand-off costs more
+/// than the second core gains (README: toy step times either way). Other drivers ignore it.
 fn inline_software_driver() {
     if std::env::var_os("LP_NUM_THREADS").is_none() {
         // SAFETY: called at the start of main, before any other thread exists.
