@@ -488,27 +488,44 @@ pub(crate) fn matmul_rows(
     out
 }
 
-fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> Vec<Option<DeviceTexture>> {
-    inputs
-        .iter()
-        .map(|(s, _)| textures.then(|| gpu.stage_flat(s.buf.get().expect("fused inputs are realized"), s.numel)))
-        .collect()
+/// Flat texture copies of a kernel's inputs (CPU adapters): each storage is staged once,
+/// however many roles read it (a matmul's operands appear once per reduction term).
+struct Staged {
+    textures: Vec<DeviceTexture>,
+    /// For each input, its texture in `textures`, or `None` for a buffer binding.
+    of_input: Vec<Option<usize>>,
 }
 
-fn input_kinds(staged: &[Option<DeviceTexture>], inputs: &[(Arc<Storage>, Role)]) -> Vec<(Slot, Role)> {
+fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> Staged {
+    let mut staged = Staged { textures: Vec::new(), of_input: Vec::with_capacity(inputs.len()) };
+    for (i, (s, _)) in inputs.iter().enumerate() {
+        let slot = textures.then(|| match inputs[..i].iter().position(|(t, _)| Arc::ptr_eq(t, s)) {
+            Some(first) => staged.of_input[first].expect("an earlier input was staged"),
+            None => {
+                staged.textures.push(gpu.stage_flat(s.buf.get().expect("fused inputs are realized"), s.numel));
+                staged.textures.len() - 1
+            }
+        });
+        staged.of_input.push(slot);
+    }
     staged
+}
+
+fn input_kinds(staged: &Staged, inputs: &[(Arc<Storage>, Role)]) -> Vec<(Slot, Role)> {
+    staged
+        .of_input
         .iter()
         .zip(inputs)
         .map(|(t, (_, role))| (if t.is_some() { Slot::Texture } else { Slot::ReadOnly }, *role))
         .collect()
 }
 
-fn input_bindings<'a>(inputs: &'a [(Arc<Storage>, Role)], staged: &'a [Option<DeviceTexture>]) -> Vec<Binding<'a>> {
+fn input_bindings<'a>(inputs: &'a [(Arc<Storage>, Role)], staged: &'a Staged) -> Vec<Binding<'a>> {
     inputs
         .iter()
-        .zip(staged)
+        .zip(&staged.of_input)
         .map(|((s, _), t)| match t {
-            Some(t) => Binding::Texture(t),
+            Some(t) => Binding::Texture(&staged.textures[*t]),
             None => {
                 let buffer = s.buf.get().expect("fused inputs are realized");
                 Binding::Buffer { buffer, bytes: (s.numel * 4) as u64 }
