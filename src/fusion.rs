@@ -128,6 +128,9 @@ impl Node {
     }
 }
 
+/// A kernel's inputs: realized storages and how each is read.
+type InputList = [(Arc<Storage>, Role)];
+
 /// A pending expression and the realized storages its inputs refer to, with their roles.
 pub(crate) struct Lazy {
     node: Node,
@@ -244,14 +247,9 @@ fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     let kinds = input_kinds(&staged, &lazy.inputs);
     let mut consts = Vec::new();
     let body = generate(&lazy.node, &kinds, &mut consts);
-    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
-    slots.push(Slot::ReadWrite);
-    let kernel = gpu.kernel(&KernelSpec::generated(body, slots));
-    let params = uniform(numel, &consts);
-    let mut bindings = input_bindings(&lazy.inputs, &staged);
-    bindings.push(Binding::Buffer { buffer: &out, bytes: (numel * 4) as u64 });
-    gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, grid_1d((numel as u32).div_ceil(1024)));
-    drop(bindings);
+    let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (numel * 4) as u64 })];
+    let groups = grid_1d((numel as u32).div_ceil(1024));
+    dispatch_generated(gpu, body, (&lazy.inputs, &staged, &kinds), extra, uniform(numel, &consts), groups);
     out
 }
 
@@ -410,17 +408,11 @@ pub(crate) fn sum(
     let _ = writeln!(src, "    acc += {};\n    }}", parts.result);
     let store = if columns { "acc" } else { "acc.x + acc.y + acc.z + acc.w" };
     let _ = writeln!(src, "    out[g] = {store};\n}}");
-    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
-    slots.push(Slot::ReadWrite);
-    let kernel = gpu.kernel(&KernelSpec::generated(src, slots));
-
     let invocations = outer * chunks * vec4_cols;
     let out = gpu.alloc((outer * chunks * inner * 4).max(4) as u64);
-    let params = uniform(invocations, &consts);
-    let mut bindings = input_bindings(&inputs, &staged);
-    bindings.push(Binding::Buffer { buffer: &out, bytes: (outer * chunks * inner * 4) as u64 });
-    gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, grid_1d((invocations as u32).div_ceil(256)));
-    drop(bindings);
+    let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (outer * chunks * inner * 4) as u64 })];
+    let groups = grid_1d((invocations as u32).div_ceil(256));
+    dispatch_generated(gpu, src, (&inputs, &staged, &kinds), extra, uniform(invocations, &consts), groups);
     Some((out, chunks))
 }
 
@@ -475,16 +467,13 @@ pub(crate) fn matmul_rows(
         let _ = writeln!(src, "    out[g * {n}u + {j}u] = dot(acc{j}, vec4<f32>(1.0));");
     }
     src.push_str("}\n");
-    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
-    slots.extend([Slot::ReadOnly, Slot::ReadWrite]);
-    let kernel = gpu.kernel(&KernelSpec::generated(src, slots));
     let out = gpu.alloc((m * n * 4).max(4) as u64);
-    let params = uniform(m, &consts);
-    let mut bindings = input_bindings(&inputs, &staged);
-    bindings.push(Binding::Buffer { buffer: b, bytes: (k * n * 4) as u64 });
-    bindings.push(Binding::Buffer { buffer: &out, bytes: (m * n * 4) as u64 });
-    gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, grid_1d((m as u32).div_ceil(256)));
-    drop(bindings);
+    let extra = [
+        (Slot::ReadOnly, Binding::Buffer { buffer: b, bytes: (k * n * 4) as u64 }),
+        (Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (m * n * 4) as u64 }),
+    ];
+    let groups = grid_1d((m as u32).div_ceil(256));
+    dispatch_generated(gpu, src, (&inputs, &staged, &kinds), extra, uniform(m, &consts), groups);
     out
 }
 
@@ -496,7 +485,7 @@ struct Staged {
     of_input: Vec<Option<usize>>,
 }
 
-fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> Staged {
+fn stage_inputs(gpu: &Gpu, inputs: &InputList, textures: bool) -> Staged {
     let mut staged = Staged { textures: Vec::new(), of_input: Vec::with_capacity(inputs.len()) };
     for (i, (s, _)) in inputs.iter().enumerate() {
         let slot = textures.then(|| match inputs[..i].iter().position(|(t, _)| Arc::ptr_eq(t, s)) {
@@ -511,7 +500,7 @@ fn stage_inputs(gpu: &Gpu, inputs: &[(Arc<Storage>, Role)], textures: bool) -> S
     staged
 }
 
-fn input_kinds(staged: &Staged, inputs: &[(Arc<Storage>, Role)]) -> Vec<(Slot, Role)> {
+fn input_kinds(staged: &Staged, inputs: &InputList) -> Vec<(Slot, Role)> {
     staged
         .of_input
         .iter()
@@ -520,7 +509,7 @@ fn input_kinds(staged: &Staged, inputs: &[(Arc<Storage>, Role)]) -> Vec<(Slot, R
         .collect()
 }
 
-fn input_bindings<'a>(inputs: &'a [(Arc<Storage>, Role)], staged: &'a Staged) -> Vec<Binding<'a>> {
+fn input_bindings<'a>(inputs: &'a InputList, staged: &'a Staged) -> Vec<Binding<'a>> {
     inputs
         .iter()
         .zip(&staged.of_input)
@@ -532,6 +521,26 @@ fn input_bindings<'a>(inputs: &'a [(Arc<Storage>, Role)], staged: &'a Staged) ->
             }
         })
         .collect()
+}
+
+/// Compiles (or finds) the generated kernel `src` and dispatches it over the expression's
+/// inputs followed by `extra` bindings (outputs, other operands).
+fn dispatch_generated<'a, const E: usize>(
+    gpu: &Gpu,
+    src: String,
+    (inputs, staged, kinds): (&'a InputList, &'a Staged, &[(Slot, Role)]),
+    extra: [(Slot, Binding<'a>); E],
+    params: Vec<u32>,
+    groups: [u32; 3],
+) {
+    let mut slots: Vec<Slot> = kinds.iter().map(|k| k.0).collect();
+    let mut bindings = input_bindings(inputs, staged);
+    for (slot, binding) in extra {
+        slots.push(slot);
+        bindings.push(binding);
+    }
+    let kernel = gpu.kernel(&KernelSpec::generated(src, slots));
+    gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, groups);
 }
 
 /// The uniform's words: the count, padding, then the constants (at least one vec4 of them).
