@@ -12,8 +12,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var wt: texture_2d_array<f32>;
-@group(0) @binding(2) var xt: texture_2d_array<f32>;
+@group(0) @binding(1) var wt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var xt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 // Workgroup shape (WG_X × WG_Y = 64): few output channels get a wide, short workgroup so the
@@ -48,26 +48,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let t = tap + c4;
                 let yo = c4 * p.hp + ky;
                 // Column i of a_h: the 4 channel weights of row row0 + 4h + i.
-                let a0 = mat4x4<f32>(textureLoad(wt, vec2<u32>(t, row0), 0, 0),
-                                     textureLoad(wt, vec2<u32>(t, row0 + 1u), 0, 0),
-                                     textureLoad(wt, vec2<u32>(t, row0 + 2u), 0, 0),
-                                     textureLoad(wt, vec2<u32>(t, row0 + 3u), 0, 0));
-                let a1 = mat4x4<f32>(textureLoad(wt, vec2<u32>(t, row0 + 4u), 0, 0),
-                                     textureLoad(wt, vec2<u32>(t, row0 + 5u), 0, 0),
-                                     textureLoad(wt, vec2<u32>(t, row0 + 6u), 0, 0),
-                                     textureLoad(wt, vec2<u32>(t, row0 + 7u), 0, 0));
+                let a0 = mat4x4<f32>(textureLoad(wt, vec2<u32>(t, row0), 0),
+                                     textureLoad(wt, vec2<u32>(t, row0 + 1u), 0),
+                                     textureLoad(wt, vec2<u32>(t, row0 + 2u), 0),
+                                     textureLoad(wt, vec2<u32>(t, row0 + 3u), 0));
+                let a1 = mat4x4<f32>(textureLoad(wt, vec2<u32>(t, row0 + 4u), 0),
+                                     textureLoad(wt, vec2<u32>(t, row0 + 5u), 0),
+                                     textureLoad(wt, vec2<u32>(t, row0 + 6u), 0),
+                                     textureLoad(wt, vec2<u32>(t, row0 + 7u), 0));
                 // Column j of x_h: the 4 channels of pixel col0 + 4h + j; transposed, column l
                 // is channel l across the 4 pixels, as the product wants.
                 let x0 = transpose(mat4x4<f32>(
-                    textureLoad(xt, vec2<u32>(px[0] + kx, yo + py[0]), pn[0], 0),
-                    textureLoad(xt, vec2<u32>(px[1] + kx, yo + py[1]), pn[1], 0),
-                    textureLoad(xt, vec2<u32>(px[2] + kx, yo + py[2]), pn[2], 0),
-                    textureLoad(xt, vec2<u32>(px[3] + kx, yo + py[3]), pn[3], 0)));
+                    textureLoad(xt, vec2<u32>(px[0] + kx, yo + py[0]), pn[0]),
+                    textureLoad(xt, vec2<u32>(px[1] + kx, yo + py[1]), pn[1]),
+                    textureLoad(xt, vec2<u32>(px[2] + kx, yo + py[2]), pn[2]),
+                    textureLoad(xt, vec2<u32>(px[3] + kx, yo + py[3]), pn[3])));
                 let x1 = transpose(mat4x4<f32>(
-                    textureLoad(xt, vec2<u32>(px[4] + kx, yo + py[4]), pn[4], 0),
-                    textureLoad(xt, vec2<u32>(px[5] + kx, yo + py[5]), pn[5], 0),
-                    textureLoad(xt, vec2<u32>(px[6] + kx, yo + py[6]), pn[6], 0),
-                    textureLoad(xt, vec2<u32>(px[7] + kx, yo + py[7]), pn[7], 0)));
+                    textureLoad(xt, vec2<u32>(px[4] + kx, yo + py[4]), pn[4]),
+                    textureLoad(xt, vec2<u32>(px[5] + kx, yo + py[5]), pn[5]),
+                    textureLoad(xt, vec2<u32>(px[6] + kx, yo + py[6]), pn[6]),
+                    textureLoad(xt, vec2<u32>(px[7] + kx, yo + py[7]), pn[7])));
                 // (x · a)[:, i] = Σ_l X[channel l][pixels] · A[row i][channel l].
                 acc00 += x0 * a0;
                 acc01 += x1 * a0;

@@ -10,8 +10,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var gt: texture_2d_array<f32>;
-@group(0) @binding(2) var xt: texture_2d_array<f32>;
+@group(0) @binding(1) var gt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var xt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> gw: array<f32>;
 
 override WG_X: u32 = 8u;
@@ -38,14 +38,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let steps = (p.pixels + 3u) / 4u;
     for (var s = 0u; s < steps; s++) {
         // Column i of a_h: 4 pixels of output channel row0 + 4h + i.
-        let a0 = mat4x4<f32>(textureLoad(gt, vec2<u32>(s, row0), 0, 0),
-                             textureLoad(gt, vec2<u32>(s, row0 + 1u), 0, 0),
-                             textureLoad(gt, vec2<u32>(s, row0 + 2u), 0, 0),
-                             textureLoad(gt, vec2<u32>(s, row0 + 3u), 0, 0));
-        let a1 = mat4x4<f32>(textureLoad(gt, vec2<u32>(s, row0 + 4u), 0, 0),
-                             textureLoad(gt, vec2<u32>(s, row0 + 5u), 0, 0),
-                             textureLoad(gt, vec2<u32>(s, row0 + 6u), 0, 0),
-                             textureLoad(gt, vec2<u32>(s, row0 + 7u), 0, 0));
+        let a0 = mat4x4<f32>(textureLoad(gt, vec2<u32>(s, row0), 0),
+                             textureLoad(gt, vec2<u32>(s, row0 + 1u), 0),
+                             textureLoad(gt, vec2<u32>(s, row0 + 2u), 0),
+                             textureLoad(gt, vec2<u32>(s, row0 + 3u), 0));
+        let a1 = mat4x4<f32>(textureLoad(gt, vec2<u32>(s, row0 + 4u), 0),
+                             textureLoad(gt, vec2<u32>(s, row0 + 5u), 0),
+                             textureLoad(gt, vec2<u32>(s, row0 + 6u), 0),
+                             textureLoad(gt, vec2<u32>(s, row0 + 7u), 0));
         // Column l of b_h: the 4 input channels of quad h at pixel 4s + l (its window tap).
         var b0: mat4x4<f32>;
         var b1: mat4x4<f32>;
@@ -55,8 +55,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let hw = pix % p.plane;
             let y = hw / p.w;
             let x = hw % p.w;
-            b0[l] = textureLoad(xt, vec2<u32>(x + kx[0], yo[0] + y), n, 0);
-            b1[l] = textureLoad(xt, vec2<u32>(x + kx[1], yo[1] + y), n, 0);
+            b0[l] = textureLoad(xt, vec2<u32>(x + kx[0], yo[0] + y), n);
+            b1[l] = textureLoad(xt, vec2<u32>(x + kx[1], yo[1] + y), n);
         }
         acc00 += b0 * a0;
         acc01 += b1 * a0;

@@ -4,14 +4,15 @@
 // The codes are `Unary::code` and `Binary::code` in src/ops.rs, `Activation::code` and
 // `ActFn::code` in src/activation.rs.
 
-// Texel t and element e of a flat texture copy (Gpu::stage_flat): texel t sits at
-// (t mod 1024, t / 1024 mod 1024, layer t / 1024²).
-fn load_texel(tex: texture_2d_array<f32>, t: u32) -> vec4<f32> {
-    return textureLoad(tex, vec2<u32>(t % 1024u, (t / 1024u) % 1024u), t / 1048576u, 0);
+// Where texel t of a flat texture copy (Gpu::stage_flat) sits: (t mod 1024, t / 1024 mod 1024)
+// of layer t / 1024². (Coordinates, not loads: a storage texture can't be a function
+// parameter in every back-end, so the generated kernels call textureLoad themselves.)
+fn flat_xy(t: u32) -> vec2<u32> {
+    return vec2<u32>(t % 1024u, (t / 1024u) % 1024u);
 }
 
-fn load_elem(tex: texture_2d_array<f32>, e: u32) -> f32 {
-    return load_texel(tex, e / 4u)[e % 4u];
+fn flat_layer(t: u32) -> u32 {
+    return t / 1048576u;
 }
 
 fn sigmoid(v: vec4<f32>) -> vec4<f32> {

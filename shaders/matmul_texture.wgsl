@@ -14,8 +14,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var ta: texture_2d_array<f32>;
-@group(0) @binding(2) var tb: texture_2d_array<f32>;
+@group(0) @binding(1) var ta: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var tb: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 
 override TRANS_A: bool = false;
@@ -27,32 +27,32 @@ override VEC_OUT: bool = false;
 fn load_a(k4: u32, row0: u32, layer: u32, h: u32) -> mat4x4<f32> {
     if TRANS_A {
         let x = row0 / 4u + h;
-        return transpose(mat4x4<f32>(textureLoad(ta, vec2<u32>(x, 4u * k4), layer, 0),
-                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 1u), layer, 0),
-                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 2u), layer, 0),
-                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 3u), layer, 0)));
+        return transpose(mat4x4<f32>(textureLoad(ta, vec2<u32>(x, 4u * k4), layer),
+                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 1u), layer),
+                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 2u), layer),
+                                     textureLoad(ta, vec2<u32>(x, 4u * k4 + 3u), layer)));
     }
     let r = row0 + 4u * h;
-    return mat4x4<f32>(textureLoad(ta, vec2<u32>(k4, r), layer, 0),
-                       textureLoad(ta, vec2<u32>(k4, r + 1u), layer, 0),
-                       textureLoad(ta, vec2<u32>(k4, r + 2u), layer, 0),
-                       textureLoad(ta, vec2<u32>(k4, r + 3u), layer, 0));
+    return mat4x4<f32>(textureLoad(ta, vec2<u32>(k4, r), layer),
+                       textureLoad(ta, vec2<u32>(k4, r + 1u), layer),
+                       textureLoad(ta, vec2<u32>(k4, r + 2u), layer),
+                       textureLoad(ta, vec2<u32>(k4, r + 3u), layer));
 }
 
 // Column l: B[4k4 + l][4(col4 + h) ..].
 fn load_b(k4: u32, col4: u32, layer: u32, h: u32) -> mat4x4<f32> {
     let x = col4 + h;
     if TRANS_B {
-        return transpose(mat4x4<f32>(textureLoad(tb, vec2<u32>(k4, 4u * x), layer, 0),
-                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 1u), layer, 0),
-                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 2u), layer, 0),
-                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 3u), layer, 0)));
+        return transpose(mat4x4<f32>(textureLoad(tb, vec2<u32>(k4, 4u * x), layer),
+                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 1u), layer),
+                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 2u), layer),
+                                     textureLoad(tb, vec2<u32>(k4, 4u * x + 3u), layer)));
     }
     let k0 = 4u * k4;
-    return mat4x4<f32>(textureLoad(tb, vec2<u32>(x, k0), layer, 0),
-                       textureLoad(tb, vec2<u32>(x, k0 + 1u), layer, 0),
-                       textureLoad(tb, vec2<u32>(x, k0 + 2u), layer, 0),
-                       textureLoad(tb, vec2<u32>(x, k0 + 3u), layer, 0));
+    return mat4x4<f32>(textureLoad(tb, vec2<u32>(x, k0), layer),
+                       textureLoad(tb, vec2<u32>(x, k0 + 1u), layer),
+                       textureLoad(tb, vec2<u32>(x, k0 + 2u), layer),
+                       textureLoad(tb, vec2<u32>(x, k0 + 3u), layer));
 }
 
 @compute @workgroup_size(8, 8)

@@ -1,7 +1,7 @@
 //! WGSL kernels: the registry of shader files, their bind-group convention and compilation.
 //!
 //! Convention for every kernel: `@binding(0)` is a uniform of parameters, then the kernel's
-//! slots in order (storage buffers, sampled textures, storage textures), all in `@group(0)`.
+//! slots in order (storage buffers, read-only and write-only storage textures), all in `@group(0)`.
 
 /// Loop iterations a kernel invocation may run in all its loops together. llvmpipe (lavapipe)
 /// silently ends every loop of an invocation after 65 535 iterations shared between all loops
@@ -46,7 +46,10 @@ pub enum Slot {
     ReadOnly,
     /// `var<storage, read_write>` buffer.
     ReadWrite,
-    /// `texture_2d_array<f32>` read with `textureLoad` (unfilterable).
+    /// `texture_storage_2d_array<rgba32float, read>`, read with `textureLoad`. A read-only
+    /// storage texture rather than a sampled one: rgba32float guarantees both, and llvmpipe
+    /// fetches storage texels with less addressing work (no per-lane mip-level lookups): a
+    /// kernel that only loads 16 M floats took 14.1 instead of 22.2 ms.
     Texture,
     /// `texture_storage_2d_array<rgba32float, write>`.
     StorageTexture,
@@ -123,10 +126,10 @@ pub(crate) fn layout(device: &wgpu::Device, slots: &[Slot]) -> Layout {
         let ty = match slot {
             Slot::ReadOnly => buffer(true),
             Slot::ReadWrite => buffer(false),
-            Slot::Texture => wgpu::BindingType::Texture {
-                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            Slot::Texture => wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::ReadOnly,
+                format: wgpu::TextureFormat::Rgba32Float,
                 view_dimension: wgpu::TextureViewDimension::D2Array,
-                multisampled: false,
             },
             Slot::StorageTexture => wgpu::BindingType::StorageTexture {
                 access: wgpu::StorageTextureAccess::WriteOnly,
