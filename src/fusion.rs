@@ -305,17 +305,17 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
             Role::Full => writeln!(loads, "    let x{i} = in{i}[i];"),
             // Four consecutive elements of a row: one vec4 load.
             Role::Broadcast { inner: 1, len, stride: 1, offset } if len % 4 == 0 && offset % 4 == 0 => {
-                let (len4, off4) = (constant_u32(len / 4, consts), constant_u32(offset / 4, consts));
+                let (len4, off4) = (literal_u32(len / 4), literal_u32(offset / 4));
                 writeln!(loads, "    let x{i} = {};", texel(&format!("i % {len4} + {off4}")))
             }
             // One element for all four lanes (inner a multiple of 4, or a single element).
             Role::Broadcast { inner, len, stride, offset } if len == 1 || inner % 4 == 0 => {
-                let e = role_index("4u * i", (inner, len, stride, offset), consts);
+                let e = role_index("4u * i", (inner, len, stride, offset));
                 writeln!(loads, "    let e{i} = {e};\n    let x{i} = vec4<f32>({});", elem(&format!("e{i}")))
             }
             // Anything else: one load per lane.
             Role::Broadcast { inner, len, stride, offset } => {
-                let e = role_index("e", (inner, len, stride, offset), consts);
+                let e = role_index("e", (inner, len, stride, offset));
                 writeln!(
                     loads,
                     "    var x{i}: vec4<f32>;\n    for (var l = 0u; l < 4u; l++) {{ let e = 4u * i + l; let k = {e}; x{i}[l] = {}; }}",
@@ -330,8 +330,8 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
 }
 
 /// The WGSL index `((elem / inner) % len) · stride + offset` with the sizes in the uniform.
-fn role_index(elem: &str, (inner, len, stride, offset): (usize, usize, usize, usize), consts: &mut Vec<f32>) -> String {
-    let [inner, len, stride, offset] = [inner, len, stride, offset].map(|v| constant_u32(v, consts));
+fn role_index(elem: &str, (inner, len, stride, offset): (usize, usize, usize, usize)) -> String {
+    let [inner, len, stride, offset] = [inner, len, stride, offset].map(literal_u32);
     format!("(({elem} / {inner}) % {len}) * {stride} + {offset}")
 }
 
@@ -344,9 +344,14 @@ fn header(consts: &[f32]) -> String {
     )
 }
 
-/// A u32 constant of the uniform, as WGSL.
-fn constant_u32(v: usize, consts: &mut Vec<f32>) -> String {
-    format!("bitcast<u32>({})", constant_slot(f32::from_bits(v as u32), consts))
+/// A size or index as a WGSL literal. Sizes are written into the kernel text rather than read
+/// from the uniform because the index arithmetic divides by them: a division by a literal
+/// compiles to a multiply and shift, while one by a uniform value is a true integer division,
+/// which CPU adapters have no vector instruction for (`resflow bench toy`, exact, measured
+/// alternately: 277 → 246 and 217 → 176 ms per step). Kernels are cached by text, so each
+/// distinct shape compiles once.
+fn literal_u32(v: usize) -> String {
+    format!("{v}u")
 }
 
 const MAIN: &str = "@compute @workgroup_size(256)\n\
@@ -354,9 +359,9 @@ const MAIN: &str = "@compute @workgroup_size(256)\n\
     \x20   let g = gid.x + gid.y * nwg.x * 256u;\n";
 
 /// The generated elementwise kernel after the op library: bindings, the uniform and the main
-/// function computing `node` per vec4. Scalar constants (and broadcast sizes) are appended to
-/// `consts` and read from the uniform, so the text depends only on the expression's structure
-/// and the inputs' kinds.
+/// function computing `node` per vec4. Scalar constants are appended to `consts` and read from
+/// the uniform, so the text depends only on the expression's structure, the inputs' kinds and
+/// the broadcast sizes (see [`literal_u32`]).
 pub(crate) fn generate(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>, per_invocation: usize) -> String {
     let parts = parts(node, inputs, consts);
     let mut src = header(consts);
@@ -427,9 +432,8 @@ pub(crate) fn sum(
     let chunks = rows.div_ceil(SUM_CHUNK);
     let mut consts = Vec::new();
     let parts = parts(&node, &kinds, &mut consts);
-    let c = |v: usize, consts: &mut Vec<f32>| constant_u32(v, consts);
     let (cols4, nchunks, nrows, row_step) =
-        (c(vec4_cols, &mut consts), c(chunks, &mut consts), c(rows, &mut consts), c(rows * vec4_cols, &mut consts));
+        (literal_u32(vec4_cols), literal_u32(chunks), literal_u32(rows), literal_u32(rows * vec4_cols));
     let mut src = header(&consts);
     src.push_str(&parts.bindings);
     let out_ty = if columns { "vec4<f32>" } else { "f32" };
@@ -478,7 +482,7 @@ pub(crate) fn matmul_rows(
     let kinds = input_kinds(&staged, &inputs);
     let mut consts = Vec::new();
     let parts = parts(&node, &kinds, &mut consts);
-    let k4 = constant_u32(k / 4, &mut consts);
+    let k4 = literal_u32(k / 4);
     let mut src = header(&consts);
     src.push_str(&parts.bindings);
     let _ = writeln!(src, "@group(0) @binding({}) var<storage, read> bm: array<vec4<f32>>;", kinds.len() + 1);
