@@ -113,6 +113,9 @@ impl<T: TensorOps> Adam<T> {
     }
 }
 
+/// Largest weight (in elements) whose EMA update may stay pending across steps.
+const LAZY_EMA_MAX_ELEMENTS: usize = 1 << 16;
+
 /// EMA of the trainable weights: e ← e + (1 − decay)·(p − e).
 pub struct Ema<T> {
     pub decay: f32,
@@ -128,7 +131,13 @@ impl<T: TensorOps> Ema<T> {
     pub fn update(&mut self, store: &ParamStore<T>) {
         for (id, e) in self.values.iter_mut() {
             *e = e.lerp(store.get(*id), 1.0 - self.decay);
-            e.realize();
+            // Small averages stay lazy: the next updates join the same pending chain, which
+            // the fusion limits realise every few steps in one dispatch instead of one per
+            // step (the same arithmetic, in the same order). Large ones are realised now, so
+            // the chain never keeps several old copies of a big weight alive.
+            if e.shape().iter().product::<usize>() > LAZY_EMA_MAX_ELEMENTS {
+                e.realize();
+            }
         }
     }
 
