@@ -405,6 +405,11 @@ fn vec4s_per_invocation(gpu: &Gpu) -> usize {
 /// `gpu::kernels::LOOP_BUDGET`.
 const SUM_CHUNK: usize = 32;
 
+/// Sums over at most this many rows run in one pass (one invocation per output vec4), which
+/// saves the second dispatch that adds up the chunks: the small sums of a training step (bias
+/// gradients, gradient norms) are dominated by per-dispatch cost, not by their loops.
+const SINGLE_PASS_ROWS: usize = 1024;
+
 /// Σ over the middle axis of an expression viewed as `[outer, n, inner]`, as one generated
 /// kernel that computes the expression while it sums (the summed tensor is never stored).
 /// Returns the partial sums, `[outer, chunks, inner]`, and `chunks` (the caller sums the
@@ -429,7 +434,8 @@ pub(crate) fn sum(
 
     // Invocation (o, c, j4): chunk c of the rows of output block o, vec4 column j4.
     let (rows, vec4_cols) = if columns { (n, inner / 4) } else { (n / 4, 1) };
-    let chunks = rows.div_ceil(SUM_CHUNK);
+    let chunk = if rows <= SINGLE_PASS_ROWS { rows.max(1) } else { SUM_CHUNK };
+    let chunks = rows.div_ceil(chunk);
     let mut consts = Vec::new();
     let parts = parts(&node, &kinds, &mut consts);
     let (cols4, nchunks, nrows, row_step) =
@@ -444,7 +450,7 @@ pub(crate) fn sum(
         "    if g >= p.n {{ return; }}\n\
          \x20   let j4 = g % {cols4};\n    let c = (g / {cols4}) % {nchunks};\n    let o = g / ({cols4} * {nchunks});\n\
          \x20   var acc = vec4<f32>(0.0);\n\
-         \x20   for (var r = c * {SUM_CHUNK}u; r < min(c * {SUM_CHUNK}u + {SUM_CHUNK}u, {nrows}); r++) {{\n\
+         \x20   for (var r = c * {chunk}u; r < min(c * {chunk}u + {chunk}u, {nrows}); r++) {{\n\
          \x20   let i = o * {row_step} + r * {cols4} + j4;\n"
     );
     src.push_str(&parts.loads);
