@@ -15,6 +15,12 @@ fn flat_layer(t: u32) -> u32 {
     return t / 1048576u;
 }
 
+// Whether elements e0 .. e0 + 3 have their index along an axis, (e / inner) % len, in lo..hi.
+fn within(e0: u32, inner: u32, len: u32, lo: u32, hi: u32) -> vec4<bool> {
+    let a = ((vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u)) / inner) % len;
+    return (a >= vec4<u32>(lo)) & (a < vec4<u32>(hi));
+}
+
 fn sigmoid(v: vec4<f32>) -> vec4<f32> {
     // Two branches keep exp's argument non-positive: no overflow for large |v|.
     let e = exp(-abs(v));

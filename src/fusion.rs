@@ -83,6 +83,15 @@ pub(crate) enum Node {
     Lerp(f32, Box<Node>, Box<Node>),
     /// gy · f'(x) given x, y = f(x) and gy (the VJP of a unary op).
     UnaryGrad(Unary, Box<[Node; 3]>),
+    /// `value` where the element's index along an axis, `(e / inner) % len`, lies in
+    /// `lo..hi`, else 0 (the VJP of a slice: a gradient placed into zeros).
+    Within {
+        value: Box<Node>,
+        inner: usize,
+        len: usize,
+        lo: usize,
+        hi: usize,
+    },
     /// [gy ·] piece `f` of activation `act` at x, with β (LipSwish) a one-element input.
     Activation {
         act: Activation,
@@ -97,7 +106,7 @@ impl Node {
     fn children(&self) -> Vec<&Node> {
         match self {
             Node::Input(_) | Node::Const(_) => vec![],
-            Node::Unary(_, a) => vec![a],
+            Node::Unary(_, a) | Node::Within { value: a, .. } => vec![a],
             Node::Binary(_, a, b) | Node::Lerp(_, a, b) => vec![a, b],
             Node::UnaryGrad(_, k) => k.iter().collect(),
             Node::Activation { x, beta, gy, .. } => {
@@ -120,6 +129,7 @@ impl Node {
             Node::Unary(op, a) => Node::Unary(*op, r(a)),
             Node::Binary(op, a, b) => Node::Binary(*op, r(a), r(b)),
             Node::Lerp(t, a, b) => Node::Lerp(*t, r(a), r(b)),
+            &Node::Within { ref value, inner, len, lo, hi } => Node::Within { value: r(value), inner, len, lo, hi },
             Node::UnaryGrad(op, k) => Node::UnaryGrad(*op, Box::new(k.clone().map(|n| n.remap(map)))),
             Node::Activation { act, f, x, beta, gy } => {
                 Node::Activation { act: *act, f: *f, x: r(x), beta: beta.as_deref().map(r), gy: gy.as_deref().map(r) }
@@ -619,6 +629,11 @@ fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>
             let (a, b) = (emit(a, lines, next, consts), emit(b, lines, next, consts));
             format!("binary_op(7u, {a}, {b}, {})", constant_slot(*t, consts))
         }
+        Node::Within { value, inner, len, lo, hi } => {
+            let v = emit(value, lines, next, consts);
+            let [inner, len, lo, hi] = [*inner, *len, *lo, *hi].map(literal_u32);
+            format!("select(vec4<f32>(0.0), {v}, within(4u * i, {inner}, {len}, {lo}, {hi}))")
+        }
         Node::UnaryGrad(op, k) => {
             let [x, y, gy] = [0, 1, 2].map(|j| emit(&k[j], lines, next, consts));
             let (pa, _) = unary_params(*op, consts);
@@ -664,6 +679,7 @@ pub fn example_sources() -> Vec<String> {
         (Node::Lerp(0.1, input(0), input(1)), vec![Role::Full, row]),
         (Node::Binary(Binary::Add, input(0), input(1)), vec![Role::Full, channel]),
         (Node::Binary(Binary::Sub, input(0), input(1)), vec![gather, Role::Full]),
+        (Node::Within { value: input(0), inner: 1, len: 3, lo: 1, hi: 2 }, vec![Role::broadcast(3, 8)]),
         (
             Node::UnaryGrad(Unary::SignedPow(1.5), Box::new([Node::Input(0), Node::Input(1), Node::Input(2)])),
             vec![Role::Full; 3],

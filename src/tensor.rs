@@ -224,9 +224,14 @@ impl Tensor {
                 Operand { store: &t.store, role }
             })
             .collect();
+        self.fused_operands(shape, &ops, make)
+    }
+
+    /// A lazy result of `shape` over operands whose roles are already chosen.
+    fn fused_operands(&self, shape: &[usize], ops: &[Operand<'_>], make: impl Fn(Vec<Node>) -> Node) -> Tensor {
         Tensor {
             gpu: self.gpu.clone(),
-            store: fusion::record(&self.gpu, numel(shape), &ops, make),
+            store: fusion::record(&self.gpu, numel(shape), ops, make),
             shape: shape.to_vec(),
         }
     }
@@ -665,6 +670,18 @@ impl TensorOps for Tensor {
         assert!(start + len <= n, "slice {start}..{} out of range for axis {axis} of {:?}", start + len, self.shape);
         let mut shape = self.shape.clone();
         shape[axis] = len;
+        // A slice that is one index map away from its input (a contiguous range, or one column
+        // of a matrix) is a lazy read, so its consumer fuses it; other slices copy.
+        let view = if outer == 1 {
+            Some(Role::Broadcast { inner: 1, len: len * inner, stride: 1, offset: start * inner })
+        } else if len * inner == 1 {
+            Some(Role::Broadcast { inner: 1, len: outer, stride: n, offset: start })
+        } else {
+            None
+        };
+        if let Some(role) = view {
+            return self.fused_operands(&shape, &[Operand { store: &self.store, role }], |mut k| k.remove(0));
+        }
         let out = Tensor::empty(&self.gpu, &shape);
         self.strided_copy_into(
             &out,
@@ -677,6 +694,26 @@ impl TensorOps for Tensor {
     fn unslice(&self, full: &[usize], axis: usize, start: usize) -> Self {
         let (outer, n, inner) = split_axis(full, axis);
         let len = self.shape[axis];
+        // Where one index map reads the slice back (one column of a matrix; a range that is
+        // a whole multiple of its length from the start, e.g. a half), the result is a lazy
+        // `Within` expression, which fuses into the gradient sums; otherwise a copy into zeros.
+        let read = if len * inner == 1 {
+            Some(Role::Broadcast { inner: n, len: outer, stride: 1, offset: 0 })
+        } else if outer == 1 && start.is_multiple_of(len) {
+            Some(Role::Broadcast { inner: 1, len: len * inner, stride: 1, offset: 0 })
+        } else {
+            None
+        };
+        if let Some(role) = read {
+            let (lo, hi) = (start, start + len);
+            return self.fused_operands(full, &[Operand { store: &self.store, role }], |mut k| Node::Within {
+                value: Box::new(k.remove(0)),
+                inner,
+                len: n,
+                lo,
+                hi,
+            });
+        }
         let out = Tensor::full(&self.gpu, full, 0.0);
         self.strided_copy_into(
             &out,
@@ -706,6 +743,10 @@ impl TensorOps for Tensor {
     }
     fn broadcast_to(&self, shape: &[usize]) -> Self {
         broadcast_shape(&self.shape, shape).expect("broadcast_to");
+        // A broadcast that fused kernels can read directly is a lazy read, not a copy.
+        if Role::of(&self.shape, shape).is_some() {
+            return self.fused(shape, &[self], |mut k| k.remove(0));
+        }
         let out = Tensor::empty(&self.gpu, shape);
         self.strided_copy_into(
             &out,

@@ -195,6 +195,15 @@ fn layout_ops_match_reference() {
             0.0,
         );
     }
+    // The lazy index-map paths: a matrix column, and the second half of the rows (read as the
+    // input of one more op, so the expression is also fused into a consumer).
+    for (axis, start, len) in [(1, 3, 1), (0, 3, 3), (0, 0, 2)] {
+        let (gm, cm) = pair(&values(6 * 9, -1.0, 1.0, 74), &[6, 9]);
+        let (gs, cs) = (gm.slice(axis, start, len).scale(2.0), cm.slice(axis, start, len).scale(2.0));
+        assert_tensor_close(&format!("matrix slice {axis} {start}"), &gs, &cs, 0.0, 0.0);
+        let (gu, cu) = (gs.unslice(&[6, 9], axis, start).scale(0.5), cs.unslice(&[6, 9], axis, start).scale(0.5));
+        assert_tensor_close(&format!("matrix unslice {axis} {start}"), &gu, &cu, 0.0, 0.0);
+    }
     let (h, d) = pair(&values(2 * 2 * 4 * 5, -1.0, 1.0, 72), &[2, 2, 4, 5]);
     assert_tensor_close("concat", &Tensor::concat(&[&g, &h], 1), &CpuTensor::concat(&[&c, &d], 1), 0.0, 0.0);
     let (b, bc) = pair(&values(3, -1.0, 1.0, 73), &[3, 1]);
