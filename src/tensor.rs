@@ -825,20 +825,23 @@ impl TensorOps for Tensor {
     }
     fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
         let (rows, cols) = (w.shape[0], w.shape[1]);
-        let wg = power_iteration_workgroup(&w.gpu, rows, cols);
+        // Rows of whole vec4s are read four values per load; the loop counts are in loads.
+        let vec4 = cols.is_multiple_of(4);
+        let (shader, width) = if vec4 { ("power_iteration_vec4", cols / 4) } else { ("power_iteration", cols) };
+        let wg = power_iteration_workgroup(&w.gpu, rows, width);
         // Iterations per dispatch, within the per-invocation loop budget (LOOP_BUDGET); a
         // matrix too long for even one falls back to the op-by-op iteration.
-        let per_dispatch = LOOP_BUDGET / power_iteration_loops(rows, cols, wg);
+        let per_dispatch = LOOP_BUDGET / power_iteration_loops(rows, width, wg);
         if per_dispatch == 0 {
             return ops::power_iteration_by_ops(w, u, v, iters);
         }
         // The kernel updates in place: work on copies, the inputs may be shared.
         let (u2, v2) = (u.copy(), v.copy());
-        let k = w.gpu.kernel(&KernelSpec::new("power_iteration", "main", 1, 2).with("WG", wg as f64));
+        let k = w.gpu.kernel(&KernelSpec::new(shader, "main", 1, 2).with("WG", wg as f64));
         let mut done = 0;
         while done < iters {
             let n = per_dispatch.min(iters - done);
-            let params = [rows as u32, cols as u32, n as u32, 0];
+            let params = [rows as u32, width as u32, n as u32, 0];
             w.gpu.dispatch(&k, bytemuck::cast_slice(&params), &[w.binding(), u2.binding(), v2.binding()], [1, 1, 1]);
             done += n;
         }

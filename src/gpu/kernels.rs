@@ -32,6 +32,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv_grad_weight", include_str!("../../shaders/conv_grad_weight.wgsl")),
     ("squeeze", include_str!("../../shaders/squeeze.wgsl")),
     ("power_iteration", include_str!("../../shaders/power_iteration.wgsl")),
+    ("power_iteration_vec4", include_str!("../../shaders/power_iteration_vec4.wgsl")),
     ("adam", include_str!("../../shaders/adam.wgsl")),
 ];
 
