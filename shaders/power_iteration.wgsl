@@ -2,8 +2,7 @@
 //   u ← normalize(W v),  v ← normalize(Wᵀ u)
 // on W [rows, cols] (row-major), updating u and v in place. For the small weight matrices of
 // the residual blocks this replaces ~10 dispatches per iteration with one per step.
-// WG (a power of two ≤ 256) is the workgroup size: on CPU adapters every barrier switches
-// between all of a workgroup's invocations, so small matrices run fastest with few of them.
+// WG and workgroup_sum come from shaders/workgroup_sum.wgsl.
 
 struct Params { rows: u32, cols: u32, iters: u32, pad: u32 }
 
@@ -11,25 +10,6 @@ struct Params { rows: u32, cols: u32, iters: u32, pad: u32 }
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> u: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
-
-override WG: u32 = 256u;
-
-var<workgroup> partial: array<f32, 256>;
-
-// Σ over the workgroup of each invocation's `value` (every invocation gets the total).
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if lid < half {
-            partial[lid] += partial[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {

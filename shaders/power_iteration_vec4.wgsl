@@ -9,25 +9,6 @@ struct Params { rows: u32, cols4: u32, iters: u32, pad: u32 }
 @group(0) @binding(2) var<storage, read_write> u: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<vec4<f32>>;
 
-override WG: u32 = 256u;
-
-var<workgroup> partial: array<f32, 256>;
-
-// Σ over the workgroup of each invocation's `value` (every invocation gets the total).
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if lid < half {
-            partial[lid] += partial[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
     for (var it = 0u; it < p.iters; it++) {

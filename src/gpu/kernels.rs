@@ -31,8 +31,17 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv_gemm", include_str!("../../shaders/conv_gemm.wgsl")),
     ("conv_grad_weight", include_str!("../../shaders/conv_grad_weight.wgsl")),
     ("squeeze", include_str!("../../shaders/squeeze.wgsl")),
-    ("power_iteration", include_str!("../../shaders/power_iteration.wgsl")),
-    ("power_iteration_vec4", include_str!("../../shaders/power_iteration_vec4.wgsl")),
+    (
+        "power_iteration",
+        concat!(include_str!("../../shaders/workgroup_sum.wgsl"), include_str!("../../shaders/power_iteration.wgsl")),
+    ),
+    (
+        "power_iteration_vec4",
+        concat!(
+            include_str!("../../shaders/workgroup_sum.wgsl"),
+            include_str!("../../shaders/power_iteration_vec4.wgsl")
+        ),
+    ),
     ("adam", include_str!("../../shaders/adam.wgsl")),
 ];
 
