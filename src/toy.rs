@@ -64,7 +64,7 @@ impl Default for ToyConfig {
             blocks: 10,
             hidden: vec![64, 64],
             activation: "lipswish".into(),
-            coeff: 0.97,
+            coeff: 0.99,
             power_iters: 5,
             estimator: "exact".into(),
             terms: 2,
@@ -76,9 +76,9 @@ impl Default for ToyConfig {
             clip: 10.0,
             ema: 0.99,
             batch: 256,
-            iters: 1000,
+            iters: 1400,
             seed: 1,
-            eval_every: 500,
+            eval_every: 700,
             eval_samples: 10_000,
         }
     }
