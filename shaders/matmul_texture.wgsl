@@ -22,6 +22,9 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 // Set by the host when n, ldc and batch_c are multiples of 4: rows of C stored as vec4s.
 override VEC_OUT: bool = false;
+// The result is stored transposed (element (r, q) at q·ldc + r): the host computes a tall,
+// skinny C as (Cᵀ)ᵀ, so that its few columns lie along the workgroup's rows (below).
+override TRANS_C: bool = false;
 
 // Column i: A[row0 + 4h + i][4k4 ..].
 fn load_a(k4: u32, row0: u32, layer: u32, h: u32) -> mat4x4<f32> {
@@ -59,6 +62,11 @@ fn load_b(k4: u32, col4: u32, layer: u32, h: u32) -> mat4x4<f32> {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row0 = gid.y * 8u;
     let col4 = gid.x * 2u; // texel column of B: columns 4·col4 ..
+    // Blocks wholly outside C do nothing: CPU drivers then skip the lanes of a small result
+    // (llvmpipe runs 8 consecutive invocations, one row of the workgroup, as one vector).
+    if row0 >= p.m || 4u * col4 >= p.n {
+        return;
+    }
     let la = gid.z * p.a_layer_step;
     let lb = gid.z * p.b_layer_step;
     var acc00 = mat4x4<f32>();
@@ -89,7 +97,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 } else {
                     for (var j = 0u; j < 4u; j++) {
                         if q + j < p.n {
-                            c[(e + j) / 4u][(e + j) % 4u] = blocks[blk][i][j];
+                            let f = select(e + j, cbase + (q + j) * p.ldc + r + i, TRANS_C);
+                            c[f / 4u][f % 4u] = blocks[blk][i][j];
                         }
                     }
                 }

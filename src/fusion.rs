@@ -482,8 +482,8 @@ pub const ROW_MATMUL_MAX_N: usize = 4;
 /// C = A·B for a skinny result (`n` ≤ [`ROW_MATMUL_MAX_N`] columns, `k` a multiple of 4): one
 /// invocation per row of C computes A's pending expression along its row while it takes the
 /// dot products, so A (say an activation) is never stored. B is read at the same index by every
-/// invocation, which drivers serve as one broadcast load. `b_stored_nk` says B is stored
-/// transposed, as `[n, k]`.
+/// invocation, which drivers serve as one broadcast load (B sits in a uniform buffer where it fits).
+/// `b_stored_nk` says B is stored transposed, as `[n, k]`.
 pub(crate) fn matmul_rows(
     gpu: &Gpu,
     a: &Arc<Storage>,
@@ -501,7 +501,17 @@ pub(crate) fn matmul_rows(
     let k4 = literal_u32(k / 4);
     let mut src = header(&consts);
     src.push_str(&parts.bindings);
-    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read> bm: array<vec4<f32>>;", kinds.len() + 1);
+    // B in a uniform buffer where it fits: lavapipe reads storage buffers lane by lane, with a
+    // bounds check each (5.7× slower here for the toy models' last layer, 1024×64 · 64×2).
+    let b_bytes = (k * n * 4) as u64;
+    let b_slot = if b_bytes <= gpu.limits().max_uniform_buffer_binding_size {
+        let _ =
+            writeln!(src, "@group(0) @binding({}) var<uniform> bm: array<vec4<f32>, {}>;", kinds.len() + 1, k * n / 4);
+        Slot::Uniform
+    } else {
+        let _ = writeln!(src, "@group(0) @binding({}) var<storage, read> bm: array<vec4<f32>>;", kinds.len() + 1);
+        Slot::ReadOnly
+    };
     let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<f32>;", kinds.len() + 2);
     src.push_str(MAIN);
     let _ = writeln!(src, "    if g >= p.n {{ return; }}");
@@ -529,7 +539,7 @@ pub(crate) fn matmul_rows(
     src.push_str("}\n");
     let out = gpu.alloc((m * n * 4).max(4) as u64);
     let extra = [
-        (Slot::ReadOnly, Binding::Buffer { buffer: b, bytes: (k * n * 4) as u64 }),
+        (b_slot, Binding::Buffer { buffer: b, bytes: b_bytes }),
         (Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (m * n * 4) as u64 }),
     ];
     let groups = grid_1d((m as u32).div_ceil(256));

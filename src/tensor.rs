@@ -407,6 +407,24 @@ impl Tensor {
         ta: bool,
         tb: bool,
     ) {
+        // A tall result with a few columns (a first layer's weight gradient, [64, 2]) as Cᵀ =
+        // op(B)ᵀ·op(A)ᵀ stored transposed: blocks then span its columns, not its rows, and the
+        // kernel skips the workgroup rows past Cᵀ's few rows (8× less work for [64, 2]).
+        if n < 8 && m >= 8 && self.shape.len() == 2 && other.shape.len() == 2 {
+            return other.matmul_texture_as(self, out, (1, n, k, m), (!tb, !ta), true);
+        }
+        self.matmul_texture_as(other, out, (batch, m, k, n), (ta, tb), false);
+    }
+
+    /// [`Tensor::matmul_texture`] storing C, or with `trans_c` Cᵀ (ldc = m then).
+    fn matmul_texture_as(
+        &self,
+        other: &Tensor,
+        out: &Tensor,
+        (batch, m, k, n): (usize, usize, usize, usize),
+        (ta, tb): (bool, bool),
+        trans_c: bool,
+    ) {
         #[repr(C)]
         #[derive(Clone, Copy, Pod, Zeroable)]
         struct TexMatmulParams {
@@ -435,18 +453,19 @@ impl Tensor {
             m: m as u32,
             n: n as u32,
             k4: k4 as u32,
-            ldc: n as u32,
+            ldc: if trans_c { m } else { n } as u32,
             batch_c: (m * n) as u32,
             a_layer_step: (self.shape.len() == 3) as u32,
             b_layer_step: (other.shape.len() == 3) as u32,
             pad: 0,
         };
         let slots = vec![Slot::Texture, Slot::Texture, Slot::ReadWrite];
-        let vec_out = n.is_multiple_of(4);
+        let vec_out = n.is_multiple_of(4) && !trans_c;
         let spec = KernelSpec::with_slots("matmul_texture", "main", slots)
             .with("TRANS_A", a_stored as u8 as f64)
             .with("TRANS_B", b_stored as u8 as f64)
-            .with("VEC_OUT", vec_out as u8 as f64);
+            .with("VEC_OUT", vec_out as u8 as f64)
+            .with("TRANS_C", trans_c as u8 as f64);
         let kern = self.gpu.kernel(&spec);
         let groups = [n_pad.div_ceil(64) as u32, m_pad.div_ceil(64) as u32, batch as u32];
         self.gpu.dispatch(

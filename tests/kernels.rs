@@ -134,6 +134,11 @@ fn matmul_both_kernels_match_reference() {
         (256, 128, 2),
         (2, 256, 128),
         (64, 132, 64),
+        // Tall and skinny results (the texture kernel computes them as Cᵀ): a toy model's
+        // first-layer weight gradient, and odd sizes.
+        (64, 1024, 2),
+        (13, 50, 5),
+        (9, 7, 1),
     ];
     for kernel in [MatmulKernel::Scalar, MatmulKernel::Vec4, MatmulKernel::Tiled, MatmulKernel::Texture] {
         for (i, &(m, k, n)) in shapes.iter().enumerate() {

@@ -56,6 +56,10 @@ pub enum Slot {
     ReadOnly,
     /// `var<storage, read_write>` buffer.
     ReadWrite,
+    /// `var<uniform>` buffer (a small operand every invocation reads at the same index):
+    /// llvmpipe reads a storage buffer lane by lane with a bounds check each, but loads a
+    /// uniform-buffer element at a uniform index once for all lanes.
+    Uniform,
     /// `texture_storage_2d_array<rgba32float, read>`, read with `textureLoad`. A read-only
     /// storage texture rather than a sampled one: rgba32float guarantees both, and llvmpipe
     /// fetches storage texels with less addressing work (no per-lane mip-level lookups): a
@@ -136,6 +140,11 @@ pub(crate) fn layout(device: &wgpu::Device, slots: &[Slot]) -> Layout {
         let ty = match slot {
             Slot::ReadOnly => buffer(true),
             Slot::ReadWrite => buffer(false),
+            Slot::Uniform => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
             Slot::Texture => wgpu::BindingType::StorageTexture {
                 access: wgpu::StorageTextureAccess::ReadOnly,
                 format: wgpu::TextureFormat::Rgba32Float,

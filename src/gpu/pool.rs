@@ -22,7 +22,8 @@ pub struct PoolStats {
 /// What a buffer is for; each kind has its own free lists since usages differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BufferKind {
-    /// Tensor storage: read/written by kernels, copy source and destination.
+    /// Tensor storage: read/written by kernels, copy source and destination; small ones can
+    /// also be bound as uniform buffers (`Slot::Uniform`).
     Storage,
     /// CPU-readable staging for readback.
     Readback,
@@ -32,7 +33,10 @@ impl BufferKind {
     fn usage(self) -> wgpu::BufferUsages {
         match self {
             BufferKind::Storage => {
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::UNIFORM
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST
             }
             BufferKind::Readback => wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         }
