@@ -437,8 +437,9 @@ impl Tensor {
             b_layer_step: u32,
             pad: u32,
         }
-        // Padded to the 64×64 output tile of a workgroup, so no load leaves the textures.
-        let (m_pad, k4, n_pad) = (m.div_ceil(64) * 64, k.div_ceil(4), n.div_ceil(64) * 64);
+        // Staged operands are zero-padded to whole 8×8 blocks of C, so no load leaves their
+        // textures (blocks wholly past C return before loading).
+        let (m_pad, k4, n_pad) = (m.div_ceil(8) * 8, k.div_ceil(4), n.div_ceil(8) * 8);
         // Operands whose stored rows fit a texture row exactly are copied as stored (no
         // dispatch; the kernel transposes); the others are staged by a kernel.
         let (ta_tex, a_stored) = match self.copy_to_texture(if ta { (k, m) } else { (m, k) }, k) {
@@ -467,7 +468,7 @@ impl Tensor {
             .with("VEC_OUT", vec_out as u8 as f64)
             .with("TRANS_C", trans_c as u8 as f64);
         let kern = self.gpu.kernel(&spec);
-        let groups = [n_pad.div_ceil(64) as u32, m_pad.div_ceil(64) as u32, batch as u32];
+        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
         self.gpu.dispatch(
             &kern,
             bytemuck::bytes_of(&params),
