@@ -40,23 +40,33 @@ fn steady_state_creates_no_buffers() {
 }
 
 #[test]
-fn many_ops_one_submit() {
+fn many_ops_few_submits() {
     let gpu = private_gpu();
-    // Without fusion every op is a dispatch; with it, a chain is one per MAX_OPS ops.
-    for (fused, dispatches) in [(false, 1000), (true, 1000u64.div_ceil(resflow::fusion::MAX_OPS as u64))] {
-        gpu.set_fusion(fused);
-        let mut t = Tensor::full(&gpu, &[1024], 0.0);
-        t.realize();
-        gpu.sync();
-        let before = gpu.record_stats();
-        for _ in 0..1000 {
-            t = t.unary(Unary::Affine(1.0, 1.0));
+    // Without fusion every op is a dispatch; with it, a chain is one per MAX_OPS ops. Pending
+    // work is submitted every `submit_every` dispatches (0: only by the readback).
+    let every = resflow::gpu::SUBMIT_EVERY;
+    for submit_every in [0, every] {
+        gpu.set_submit_every(submit_every);
+        for (fused, dispatches) in [(false, 1000), (true, 1000u64.div_ceil(resflow::fusion::MAX_OPS as u64))] {
+            gpu.set_fusion(fused);
+            let mut t = Tensor::full(&gpu, &[1024], 0.0);
+            t.realize();
+            gpu.sync();
+            let before = gpu.record_stats();
+            for _ in 0..1000 {
+                t = t.unary(Unary::Affine(1.0, 1.0));
+            }
+            let v = t.to_vec();
+            let after = gpu.record_stats();
+            assert!(v.iter().all(|&x| x == 1000.0), "fusion {fused}, submit every {submit_every}");
+            assert_eq!(after.dispatches - before.dispatches, dispatches, "fusion {fused}");
+            let submits = if submit_every == 0 { 1 } else { dispatches.div_ceil(submit_every) };
+            assert_eq!(
+                after.submits - before.submits,
+                submits,
+                "{dispatches} dispatches and a readback, submitting every {submit_every}"
+            );
         }
-        let v = t.to_vec();
-        let after = gpu.record_stats();
-        assert!(v.iter().all(|&x| x == 1000.0));
-        assert_eq!(after.dispatches - before.dispatches, dispatches, "fusion {fused}");
-        assert_eq!(after.submits - before.submits, 1, "1000 ops and a readback are one submit");
     }
 }
 

@@ -39,6 +39,7 @@ impl GpuTimer {
     }
 
     pub fn start(&self) {
+        self.gpu.set_timed_span(true);
         self.gpu.with_encoder(|e| e.write_timestamp(&self.queries, 0));
     }
 
@@ -49,6 +50,7 @@ impl GpuTimer {
             e.resolve_query_set(&self.queries, 0..2, &self.resolve, 0);
             e.copy_buffer_to_buffer(&self.resolve, 0, self.staging.raw(), 0, 16);
         });
+        self.gpu.set_timed_span(false);
         let bytes = self.gpu.read(&self.staging, 16);
         let stamp = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap());
         stamp(1).saturating_sub(stamp(0)) as f64 * self.period_ns / 1e6
