@@ -289,9 +289,11 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
         loads.push_str("    let tc = flat_xy(i);\n    let tl = flat_layer(i);\n");
     }
     for (i, (kind, role)) in inputs.iter().enumerate() {
-        let ty =
-            if *kind == Slot::Texture { "texture_storage_2d_array<rgba32float, read>" } else { "array<vec4<f32>>" };
-        let space = if *kind == Slot::Texture { "" } else { "<storage, read>" };
+        let (space, ty) = match kind {
+            Slot::Texture => ("", "texture_storage_2d_array<rgba32float, read>".to_string()),
+            Slot::Uniform => ("<uniform>", format!("array<vec4<f32>, {}>", uniform_vec4s(*role))),
+            _ => ("<storage, read>", "array<vec4<f32>>".to_string()),
+        };
         let _ = writeln!(bindings, "@group(0) @binding({}) var{space} in{i}: {ty};", i + 1);
         // Element loads from a buffer, or from a flat texture copy (on CPU adapters texture
         // loads are vector gathers).
@@ -313,6 +315,17 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
         let _ = match *role {
             Role::Full if tex => writeln!(loads, "    let x{i} = textureLoad(in{i}, tc, tl);"),
             Role::Full => writeln!(loads, "    let x{i} = in{i}[i];"),
+            // One element for every lane: a literal index, which a uniform buffer serves as
+            // one scalar load.
+            Role::Broadcast { len: 1, offset, .. } => {
+                let e = format!("{}][{}", literal_u32(offset / 4), literal_u32(offset % 4));
+                let value = if tex {
+                    format!("{}[{}]", texel(&literal_u32(offset / 4)), offset % 4)
+                } else {
+                    format!("in{i}[{e}]")
+                };
+                writeln!(loads, "    let x{i} = vec4<f32>({value});")
+            }
             // Four consecutive elements of a row: one vec4 load.
             Role::Broadcast { inner: 1, len, stride: 1, offset } if len % 4 == 0 && offset % 4 == 0 => {
                 let (len4, off4) = (literal_u32(len / 4), literal_u32(offset / 4));
@@ -337,6 +350,15 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
     let mut lines = String::new();
     let result = emit(node, &mut lines, &mut 0, consts);
     Parts { bindings, loads, lines, result }
+}
+
+/// Vec4s of an input that a broadcast role reads (its highest element is
+/// `(len − 1) · stride + offset`): the length of its uniform-buffer array.
+fn uniform_vec4s(role: Role) -> usize {
+    match role {
+        Role::Full => unreachable!("full-size inputs are never uniform buffers"),
+        Role::Broadcast { len, stride, offset, .. } => ((len - 1) * stride + offset + 1).div_ceil(4),
+    }
 }
 
 /// The WGSL index `((elem / inner) % len) · stride + offset` with the sizes in the uniform.
@@ -547,45 +569,70 @@ pub(crate) fn matmul_rows(
     out
 }
 
+/// How a kernel reads one input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Read {
+    /// From its storage buffer.
+    Buffer,
+    /// From its buffer bound as a uniform buffer.
+    Uniform,
+    /// From a flat texture copy (the index into `Staged::textures`).
+    Texture(usize),
+}
+
+/// Largest broadcast input (in floats) that CPU adapters read from a uniform buffer rather
+/// than a texture copy: no copy to make, and a one-element operand (LipSwish's β) read at a
+/// literal index is one scalar load instead of a gather per SIMD batch.
+const UNIFORM_INPUT_MAX: usize = 4096;
+
 /// Flat texture copies of a kernel's inputs (CPU adapters): each storage is staged once,
-/// however many roles read it (a matmul's operands appear once per reduction term).
+/// however many roles read it (a matmul's operands appear once per reduction term). Small
+/// broadcast inputs are read from uniform buffers instead.
 struct Staged {
     textures: Vec<DeviceTexture>,
-    /// For each input, its texture in `textures`, or `None` for a buffer binding.
-    of_input: Vec<Option<usize>>,
+    /// How each input is read.
+    of_input: Vec<Read>,
 }
 
 fn stage_inputs(gpu: &Gpu, inputs: &InputList, textures: bool) -> Staged {
     let mut staged = Staged { textures: Vec::new(), of_input: Vec::with_capacity(inputs.len()) };
-    for (i, (s, _)) in inputs.iter().enumerate() {
-        let slot = textures.then(|| match inputs[..i].iter().position(|(t, _)| Arc::ptr_eq(t, s)) {
-            Some(first) => staged.of_input[first].expect("an earlier input was staged"),
-            None => {
-                staged.textures.push(gpu.stage_flat(s.buf.get().expect("fused inputs are realized"), s.numel));
-                staged.textures.len() - 1
+    let uniform_max = UNIFORM_INPUT_MAX.min(gpu.limits().max_uniform_buffer_binding_size as usize / 4);
+    for (i, (s, role)) in inputs.iter().enumerate() {
+        let read = if !textures {
+            Read::Buffer
+        } else if *role != Role::Full && s.numel <= uniform_max {
+            Read::Uniform
+        } else {
+            let earlier = inputs[..i].iter().zip(&staged.of_input).find(|((t, _), _)| Arc::ptr_eq(t, s));
+            match earlier {
+                Some((_, &Read::Texture(t))) => Read::Texture(t),
+                _ => {
+                    staged.textures.push(gpu.stage_flat(s.buf.get().expect("fused inputs are realized"), s.numel));
+                    Read::Texture(staged.textures.len() - 1)
+                }
             }
-        });
-        staged.of_input.push(slot);
+        };
+        staged.of_input.push(read);
     }
     staged
 }
 
 fn input_kinds(staged: &Staged, inputs: &InputList) -> Vec<(Slot, Role)> {
-    staged
-        .of_input
-        .iter()
-        .zip(inputs)
-        .map(|(t, (_, role))| (if t.is_some() { Slot::Texture } else { Slot::ReadOnly }, *role))
-        .collect()
+    let slot = |read: &Read| match read {
+        Read::Buffer => Slot::ReadOnly,
+        Read::Uniform => Slot::Uniform,
+        Read::Texture(_) => Slot::Texture,
+    };
+    staged.of_input.iter().zip(inputs).map(|(read, (_, role))| (slot(read), *role)).collect()
 }
 
 fn input_bindings<'a>(inputs: &'a InputList, staged: &'a Staged) -> Vec<Binding<'a>> {
     inputs
         .iter()
         .zip(&staged.of_input)
-        .map(|((s, _), t)| match t {
-            Some(t) => Binding::Texture(&staged.textures[*t]),
-            None => {
+        .map(|((s, _), read)| match read {
+            Read::Texture(t) => Binding::Texture(&staged.textures[*t]),
+            Read::Buffer | Read::Uniform => {
                 let buffer = s.buf.get().expect("fused inputs are realized");
                 Binding::Buffer { buffer, bytes: (s.numel * 4) as u64 }
             }
@@ -707,8 +754,10 @@ pub fn example_sources() -> Vec<String> {
     ];
     let mut out = Vec::new();
     for (e, roles) in &exprs {
-        for kind in [Slot::ReadOnly, Slot::Texture] {
-            let kinds: Vec<(Slot, Role)> = roles.iter().map(|&r| (kind, r)).collect();
+        for kind in [Slot::ReadOnly, Slot::Texture, Slot::Uniform] {
+            // Only broadcast inputs are ever read from uniform buffers.
+            let of = |r: Role| if kind == Slot::Uniform && r == Role::Full { Slot::Texture } else { kind };
+            let kinds: Vec<(Slot, Role)> = roles.iter().map(|&r| (of(r), r)).collect();
             for per in [1, 4] {
                 out.push(format!("{}{}", LIBRARY, generate(e, &kinds, &mut Vec::new(), per)));
             }

@@ -136,7 +136,12 @@ fn broadcast_operands_fuse_where_vec4_indexing_allows() {
         (&[5, 3], &[3], false),
         (&[3, 2, 6], &[2, 1], false),
     ];
-    for (i, &(shape, bshape, fuses)) in cases.iter().enumerate() {
+    // Buffers, and the CPU adapters' inputs: texture copies, small broadcast operands from
+    // uniform buffers.
+    let reads = [ElementwiseInputs::Buffers, ElementwiseInputs::Textures];
+    for (from, (i, &(shape, bshape, fuses))) in reads.iter().flat_map(|r| cases.iter().enumerate().map(move |c| (r, c)))
+    {
+        gpu.set_elementwise_inputs(*from);
         let n: usize = shape.iter().product();
         let m: usize = bshape.iter().product();
         let (xd, bd) = (values(n, -1.0, 1.0, 20 + i as u64), values(m, -1.0, 1.0, 30 + i as u64));
@@ -149,9 +154,10 @@ fn broadcast_operands_fuse_where_vec4_indexing_allows() {
         let got = x.add(&b).mul(&b.sub(&x)).unary(Unary::Tanh).to_host();
         let want = cx.add(&cb).mul(&cb.sub(&cx)).unary(Unary::Tanh).data;
         let dispatches = gpu.record_stats().dispatches - before;
-        assert_close(&format!("{shape:?} with {bshape:?}"), &got, &want, 1e-6, 1e-6);
+        assert_close(&format!("{shape:?} with {bshape:?} from {from:?}"), &got, &want, 1e-6, 1e-6);
         assert_eq!(dispatches == 1, fuses, "{shape:?} with {bshape:?}: {dispatches} dispatches");
     }
+    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
 }
 
 #[test]
