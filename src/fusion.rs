@@ -318,12 +318,8 @@ fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
             // One element for every lane: a literal index, which a uniform buffer serves as
             // one scalar load.
             Role::Broadcast { len: 1, offset, .. } => {
-                let e = format!("{}][{}", literal_u32(offset / 4), literal_u32(offset % 4));
-                let value = if tex {
-                    format!("{}[{}]", texel(&literal_u32(offset / 4)), offset % 4)
-                } else {
-                    format!("in{i}[{e}]")
-                };
+                let (v4, lane) = (literal_u32(offset / 4), literal_u32(offset % 4));
+                let value = if tex { format!("{}[{lane}]", texel(&v4)) } else { format!("in{i}[{v4}][{lane}]") };
                 writeln!(loads, "    let x{i} = vec4<f32>({value});")
             }
             // Four consecutive elements of a row: one vec4 load.
