@@ -30,9 +30,9 @@ const ARENA_BYTES: u64 = 4 << 20;
 
 /// Default dispatches per submit (`RESFLOW_SUBMIT_EVERY` overrides it; 0 submits only at a
 /// readback or sync). Submitting in chunks lets the device run beside the host's recording:
-/// lavapipe executes on its queue thread, and a batch-1024 toy training step went from 245 to
-/// 225 ms (medians of three 40-step runs, 32 and 256 no better); large enough that a submit's
-/// own cost stays small against the 64 dispatches it carries.
+/// lavapipe executes on its queue thread, and a batch-1024 toy training step went from 0.263 to
+/// 0.230 s (`resflow train`, medians of four alternating 60-step runs; in a sweep 64 ≈ 128 beat
+/// 32 and 256); large enough that a submit's own cost stays small against what it carries.
 pub const SUBMIT_EVERY: u64 = 64;
 
 /// A handle to the GPU; cheap to clone, shared by every tensor made on it.
