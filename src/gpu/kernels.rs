@@ -56,9 +56,9 @@ pub enum Slot {
     ReadOnly,
     /// `var<storage, read_write>` buffer.
     ReadWrite,
-    /// `var<uniform>` buffer (a small operand every invocation reads at the same index):
-    /// llvmpipe reads a storage buffer lane by lane with a bounds check each, but loads a
-    /// uniform-buffer element at a uniform index once for all lanes.
+    /// `var<uniform>` buffer (a small operand, ≤ the uniform binding limit): llvmpipe reads a
+    /// storage buffer lane by lane with a bounds check each, but a uniform buffer with one
+    /// vector gather, or with one scalar load at a literal index.
     Uniform,
     /// `texture_storage_2d_array<rgba32float, read>`, read with `textureLoad`. A read-only
     /// storage texture rather than a sampled one: rgba32float guarantees both, and llvmpipe
