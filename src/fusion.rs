@@ -257,8 +257,11 @@ fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     let kinds = input_kinds(&staged, &lazy.inputs);
     let mut consts = Vec::new();
     let per = vec4s_per_invocation(gpu);
-    let body = generate(&lazy.node, &kinds, &mut consts, per);
-    let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (numel * 4) as u64 })];
+    let packed = gpu.packed_stores() && per.is_multiple_of(2);
+    let body = generate(&lazy.node, &kinds, &mut consts, per, packed);
+    // Whole vec4<u64>s when packed (buckets are multiples of 256 bytes, so this fits).
+    let bytes = (numel as u64 * 4).div_ceil(32) * 32;
+    let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes })];
     let groups = grid_1d((numel as u32).div_ceil(1024 * per as u32));
     dispatch_generated(gpu, body, (&lazy.inputs, &staged, &kinds), extra, uniform(numel, &consts), groups);
     out
@@ -386,35 +389,66 @@ const MAIN: &str = "@compute @workgroup_size(256)\n\
     fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n\
     \x20   let g = gid.x + gid.y * nwg.x * 256u;\n";
 
-/// The generated elementwise kernel after the op library: bindings, the uniform and the main
-/// function computing `node` per vec4. Scalar constants are appended to `consts` and read from
-/// the uniform, so the text depends only on the expression's structure, the inputs' kinds and
-/// the broadcast sizes (see [`literal_u32`]).
-pub(crate) fn generate(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>, per_invocation: usize) -> String {
+/// The generated elementwise kernel after the op library: bindings, the uniform, `value(i)`
+/// computing `node` at vec4 `i`, and the main function storing `per_invocation` consecutive
+/// vec4s per invocation, as vec4s or (`packed`) as pairs in one `vec4<u64>` each. Scalar
+/// constants are appended to `consts` and read from the uniform, so the text depends only on
+/// the expression's structure, the inputs' kinds and the broadcast sizes (see
+/// [`literal_u32`]).
+pub(crate) fn generate(
+    node: &Node,
+    inputs: &[(Slot, Role)],
+    consts: &mut Vec<f32>,
+    per_invocation: usize,
+    packed: bool,
+) -> String {
+    assert!(!packed || per_invocation.is_multiple_of(2), "packed stores take vec4s in pairs");
     let parts = parts(node, inputs, consts);
     let mut src = header(consts);
     src.push_str(&parts.bindings);
-    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<vec4<f32>>;", inputs.len() + 1);
+    let out_ty = if packed { "vec4<u64>" } else { "vec4<f32>" };
+    let _ = writeln!(src, "@group(0) @binding({}) var<storage, read_write> out: array<{out_ty}>;", inputs.len() + 1);
+    let _ = writeln!(
+        src,
+        "fn value(i: u32) -> vec4<f32> {{\n{}{}    return {};\n}}",
+        parts.loads, parts.lines, parts.result
+    );
+    if packed {
+        src.push_str(PACK_PAIR);
+    }
     src.push_str(MAIN);
+    let step = if packed { 2 } else { 1 };
     if per_invocation == 1 {
-        src.push_str("    let i = g;\n");
+        src.push_str("    {\n    let i = g;\n");
     } else {
         // Consecutive vec4s per invocation.
         let _ = writeln!(
             src,
-            "    for (var k = 0u; k < {per_invocation}u; k++) {{\n    let i = g * {per_invocation}u + k;"
+            "    for (var k = 0u; k < {per_invocation}u; k += {step}u) {{\n    let i = g * {per_invocation}u + k;"
         );
     }
     src.push_str("    if i * 4u >= p.n { return; }\n");
-    src.push_str(&parts.loads);
-    src.push_str(&parts.lines);
-    let _ = writeln!(src, "    out[i] = {};", parts.result);
-    if per_invocation > 1 {
-        src.push_str("    }\n");
+    if packed {
+        // The pair's second vec4 lies past the end when the count of vec4s is odd: it
+        // stores zeros there, inside the binding (rounded up to 32 bytes by `run`).
+        src.push_str(
+            "    var second = vec4<f32>(0.0);\n    if (i + 1u) * 4u < p.n { second = value(i + 1u); }\n    out[i / 2u] = pack_pair(value(i), second);\n",
+        );
+    } else {
+        src.push_str("    out[i] = value(i);\n");
     }
-    src.push_str("}\n");
+    src.push_str("    }\n}\n");
     src
 }
+
+/// Two vec4s as four 64-bit words, each holding two floats' bits (low word first, so the
+/// bytes in memory are those of the eight floats in order).
+const PACK_PAIR: &str = "fn pack_pair(a: vec4<f32>, b: vec4<f32>) -> vec4<u64> {\n\
+    \x20   let x = bitcast<vec4<u32>>(a);\n\
+    \x20   let y = bitcast<vec4<u32>>(b);\n\
+    \x20   return vec4<u64>(u64(x.x) | (u64(x.y) << 32u), u64(x.z) | (u64(x.w) << 32u),\n\
+    \x20                    u64(y.x) | (u64(y.y) << 32u), u64(y.z) | (u64(y.w) << 32u));\n\
+    }\n";
 
 /// Vec4s one invocation of a generated elementwise kernel computes. On CPU adapters every
 /// invocation carries a fixed cost (llvmpipe runs the workgroup as a loop of SIMD batches), and
@@ -754,8 +788,8 @@ pub fn example_sources() -> Vec<String> {
             // Only broadcast inputs are ever read from uniform buffers.
             let of = |r: Role| if kind == Slot::Uniform && r == Role::Full { Slot::Texture } else { kind };
             let kinds: Vec<(Slot, Role)> = roles.iter().map(|&r| (of(r), r)).collect();
-            for per in [1, 4] {
-                out.push(format!("{}{}", LIBRARY, generate(e, &kinds, &mut Vec::new(), per)));
+            for (per, packed) in [(1, false), (4, false), (4, true)] {
+                out.push(format!("{}{}", LIBRARY, generate(e, &kinds, &mut Vec::new(), per, packed)));
             }
         }
     }

@@ -35,33 +35,50 @@ fn inputs(gpu: &Gpu, n: usize) -> ([Tensor; 3], [CpuTensor; 3]) {
 #[test]
 fn fused_chains_match_op_by_op_kernels_and_the_reference() {
     let gpu = private_gpu();
-    // Odd sizes (a partial last vec4), and one large enough for texture inputs on CPU adapters.
-    for n in [1, 7, 1031, 70_001] {
+    // CPU adapters store pairs of vec4s packed into 64-bit words where they can.
+    let packs = gpu.set_packed_stores(true);
+    if gpu.is_cpu() && gpu.features().contains(wgpu::Features::SHADER_INT64) {
+        assert!(packs, "a CPU adapter with 64-bit integers packs its stores");
+    }
+    // Odd sizes (a partial last vec4; an odd count of vec4s, whose last pair is half past the
+    // end), and one large enough for texture inputs on CPU adapters.
+    for n in [1, 7, 9, 1031, 70_001] {
         let ([x, y, s], [cx, cy, cs]) = inputs(&gpu, n);
         let want = expression(&cx, &cy, &cs).data;
         let mut runs = Vec::new();
-        for (fused, from) in [
-            (false, ElementwiseInputs::Buffers),
-            (true, ElementwiseInputs::Buffers),
-            (true, ElementwiseInputs::Textures),
+        for (fused, from, packed) in [
+            (false, ElementwiseInputs::Buffers, false),
+            (true, ElementwiseInputs::Buffers, false),
+            (true, ElementwiseInputs::Textures, false),
+            (true, ElementwiseInputs::Buffers, true),
+            (true, ElementwiseInputs::Textures, true),
         ] {
             gpu.set_fusion(fused);
             gpu.set_elementwise_inputs(from);
+            gpu.set_packed_stores(packed);
             let before = gpu.record_stats().dispatches;
             let got = expression(&x, &y, &s).to_host();
-            runs.push((fused, from, got, gpu.record_stats().dispatches - before));
+            runs.push((
+                format!("n={n} fused={fused} {from:?} packed={packed}"),
+                got,
+                gpu.record_stats().dispatches - before,
+            ));
         }
         gpu.set_fusion(true);
         gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
-        for (fused, from, got, _) in &runs {
+        gpu.set_packed_stores(true);
+        for (what, got, _) in &runs {
             // f32 kernels against the f64 reference of 16 ops.
-            assert_close(&format!("n={n} fused={fused} {from:?}"), got, &want, 1e-5, 1e-5);
+            assert_close(what, got, &want, 1e-5, 1e-5);
         }
         // The same f32 operations in the same order: bit-identical here (a driver that
-        // contracted a·b + c across two ops into one FMA would differ in the last place).
-        assert_close(&format!("n={n} fused vs unfused"), &runs[1].2, &runs[0].2, 0.0, 0.0);
-        assert_eq!(runs[0].3, 14, "n={n}: op by op, one dispatch per op");
-        assert_eq!(runs[1].3, 1, "n={n}: the whole expression is one kernel");
+        // contracted a·b + c across two ops into one FMA would differ in the last place),
+        // and packing moves bits without changing them.
+        for (what, got, _) in &runs[1..] {
+            assert_close(&format!("{what} vs unfused"), got, &runs[0].1, 0.0, 0.0);
+        }
+        assert_eq!(runs[0].2, 14, "n={n}: op by op, one dispatch per op");
+        assert_eq!(runs[1].2, 1, "n={n}: the whole expression is one kernel");
     }
 }
 

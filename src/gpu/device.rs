@@ -73,8 +73,10 @@ pub(crate) fn open(name: Option<&str>) -> Result<Opened, GpuError> {
         candidates.into_iter().next().ok_or_else(|| GpuError::NoAdapter { wanted: name.map(str::to_string), found })?;
 
     let limits = adapter.limits();
-    let optional =
-        wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::SHADER_F16;
+    let optional = wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SHADER_INT64;
     let features = adapter.features() & optional;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("resflow"),

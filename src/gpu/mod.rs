@@ -57,6 +57,9 @@ pub(crate) struct GpuInner {
     fusion_limit: std::sync::atomic::AtomicUsize,
     /// Dispatches per submit (0 = only at a readback or sync).
     submit_every: std::sync::atomic::AtomicU64,
+    /// Generated elementwise kernels store pairs of vec4s as one `vec4<u64>` (see
+    /// [`Gpu::packed_stores`]).
+    packed_stores: std::sync::atomic::AtomicBool,
     rec: Mutex<Recorder>,
 }
 
@@ -146,6 +149,8 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let align = opened.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+        let packed_stores = packed_stores_supported(&opened.adapter_info, opened.features)
+            && !std::env::var("RESFLOW_PACKED_STORES").is_ok_and(|v| v == "0");
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 info: opened.adapter_info,
@@ -171,6 +176,7 @@ impl Gpu {
                 submit_every: std::sync::atomic::AtomicU64::new(
                     std::env::var("RESFLOW_SUBMIT_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(SUBMIT_EVERY),
                 ),
+                packed_stores: std::sync::atomic::AtomicBool::new(packed_stores),
                 rec: Mutex::new(Recorder {
                     encoder: None,
                     pass: None,
@@ -213,6 +219,22 @@ impl Gpu {
     /// Submits pending work every `dispatches` dispatches (0: only at a readback or sync).
     pub fn set_submit_every(&self, dispatches: u64) {
         self.inner.submit_every.store(dispatches, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether generated elementwise kernels store their results as `vec4<u64>` pairs of
+    /// vec4s. On by default on CPU adapters with 64-bit shader integers: llvmpipe stores to a
+    /// storage buffer one lane and one component at a time, so 64-bit components halve that
+    /// loop. `RESFLOW_PACKED_STORES=0` turns it off at start-up.
+    pub fn packed_stores(&self) -> bool {
+        self.inner.packed_stores.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns packed stores on or off (tests and benches compare both); on only where
+    /// supported (a CPU adapter with `SHADER_INT64`). Returns the setting now in force.
+    pub fn set_packed_stores(&self, on: bool) -> bool {
+        let on = on && packed_stores_supported(&self.inner.info, self.inner.features);
+        self.inner.packed_stores.store(on, std::sync::atomic::Ordering::Relaxed);
+        on
     }
 
     pub(crate) fn fusion_limit(&self) -> usize {
@@ -479,4 +501,10 @@ impl Gpu {
             .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
             .expect("GPU device poll failed (device lost?)");
     }
+}
+
+/// Packed 64-bit stores pay off where stores are per-lane loops (CPU adapters) and need the
+/// device's 64-bit shader integers; GPUs store vec4s natively.
+fn packed_stores_supported(info: &wgpu::AdapterInfo, features: wgpu::Features) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu && features.contains(wgpu::Features::SHADER_INT64)
 }
