@@ -485,7 +485,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     println!("{}", if json { row.json() } else { row.text() });
                 }
             } else if suite == "toy" {
-                for row in resflow::bench::toy_step(&gpu, reps.max(1)) {
+                for row in resflow::bench::toy_step(&gpu, reps.max(1))? {
                     println!("{}", if json { row.json() } else { row.text() });
                 }
             } else if suite == "memory" {

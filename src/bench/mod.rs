@@ -278,6 +278,13 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
     }
     if wanted("add_scalar") {
         emit(&with_peak(elementwise_row(gpu, "add_scalar", Unary::Affine(1.0, 1.0), reps), &peaks));
+        // What packed 64-bit stores gain, in the same run (CPU adapters only).
+        if gpu.packed_stores() {
+            gpu.set_packed_stores(false);
+            let row = elementwise_row(gpu, "add_scalar_unpacked", Unary::Affine(1.0, 1.0), reps);
+            gpu.set_packed_stores(true);
+            emit(&with_peak(row, &peaks));
+        }
     }
     if wanted("sum") {
         let x = Tensor::random(gpu, &[STREAM], Dist::Uniform { lo: 0.0, hi: 1.0 }, 4, 0);
@@ -360,7 +367,8 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
 
 /// Seconds per training step of the reference's small toy configuration (10 blocks of
 /// 2-64-64-64-2, batch 256, Adam), with the exact 2×2 log-det and with the unbiased estimator.
-pub fn toy_step(gpu: &Gpu, reps: usize) -> Vec<Row> {
+/// A step that fails (a non-finite loss) ends the bench with its error.
+pub fn toy_step(gpu: &Gpu, reps: usize) -> Result<Vec<Row>, crate::toy::ToyError> {
     use crate::toy::{ToyConfig, ToyRun};
     ["exact", "unbiased"]
         .iter()
@@ -373,17 +381,17 @@ pub fn toy_step(gpu: &Gpu, reps: usize) -> Vec<Row> {
                 iters: usize::MAX,
                 ..ToyConfig::default()
             };
-            let mut run = ToyRun::new(gpu, config).expect("valid config");
-            run.train_step().expect("finite loss");
+            let mut run = ToyRun::new(gpu, config)?;
+            run.train_step()?;
             let mut times = Vec::new();
             for _ in 0..reps.max(3) {
                 let start = Instant::now();
-                run.train_step().expect("finite loss");
+                run.train_step()?;
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let ms = times[times.len() / 2];
-            Row {
+            Ok(Row {
                 kernel: "toy_step".into(),
                 shape: format!("10x2-64-64-64-2 b256 {est}"),
                 ms,
@@ -391,7 +399,7 @@ pub fn toy_step(gpu: &Gpu, reps: usize) -> Vec<Row> {
                 pct_peak: None,
                 timer: "wall",
                 extra: vec![("s_per_step", ms / 1e3)],
-            }
+            })
         })
         .collect()
 }
