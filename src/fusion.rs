@@ -266,16 +266,20 @@ fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     let packed = gpu.packed_stores() && per.is_multiple_of(2);
     // Whole vec4<u64>s when packed (buckets are multiples of 256 bytes, so this fits).
     let bytes = (numel as u64 * 4).div_ceil(32) * 32;
+    // Every slice reads its inputs the same way, so they share one kernel text.
+    let mut kernel: Option<(String, Vec<f32>)> = None;
     for first in (0..numel).step_by(slice) {
         let len = slice.min(numel - first);
         let staged = stage_inputs(gpu, &lazy.inputs, textures, first..first + len);
         let kinds = input_kinds(&staged, &lazy.inputs);
-        let mut consts = Vec::new();
-        let body = generate(&lazy.node, &kinds, &mut consts, per, packed);
+        let (body, consts) = kernel.get_or_insert_with(|| {
+            let mut consts = Vec::new();
+            (generate(&lazy.node, &kinds, &mut consts, per, packed), consts)
+        });
         let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes })];
         let groups = grid_1d((len as u32).div_ceil(1024 * per as u32));
-        let params = uniform(numel, first / 4, &consts);
-        dispatch_generated(gpu, body, (&lazy.inputs, &staged, &kinds), extra, params, groups);
+        let params = uniform(numel, first / 4, consts);
+        dispatch_generated(gpu, body.clone(), (&lazy.inputs, &staged, &kinds), extra, params, groups);
     }
     out
 }
