@@ -250,47 +250,22 @@ fn build(
     (make(nodes), inputs)
 }
 
-/// Runs `lazy` as one generated kernel into a new buffer of `numel` elements. Where inputs
-/// are read from texture copies (CPU adapters), a large result is computed in slices of
-/// [`STAGED_SLICE`] elements, each dispatch reading copies of just its slice: a copy then
-/// stays in the cache for the kernel that reads it.
+/// Runs `lazy` as one generated kernel into a new buffer of `numel` elements.
 fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
     let out = gpu.alloc((numel * 4).max(4) as u64);
-    let textures = gpu.elementwise_from_textures(numel);
-    let uniform_max = uniform_input_max(gpu);
-    // Broadcast inputs are indexed across the whole result, so they are never sliced: with one
-    // read from a texture (too large for a uniform buffer) the result is one slice.
-    let sliceable = lazy.inputs.iter().all(|(s, role)| *role == Role::Full || s.numel <= uniform_max);
-    let slice = if textures && sliceable { STAGED_SLICE } else { numel.max(1) };
+    let staged = stage_inputs(gpu, &lazy.inputs, gpu.elementwise_from_textures(numel));
+    let kinds = input_kinds(&staged, &lazy.inputs);
+    let mut consts = Vec::new();
     let per = vec4s_per_invocation(gpu);
     let packed = gpu.packed_stores() && per.is_multiple_of(2);
+    let body = generate(&lazy.node, &kinds, &mut consts, per, packed);
     // Whole vec4<u64>s when packed (buckets are multiples of 256 bytes, so this fits).
     let bytes = (numel as u64 * 4).div_ceil(32) * 32;
-    // Every slice reads its inputs the same way, so they share one kernel text.
-    let mut kernel: Option<(String, Vec<f32>)> = None;
-    for first in (0..numel).step_by(slice) {
-        let len = slice.min(numel - first);
-        let staged = stage_inputs(gpu, &lazy.inputs, textures, first..first + len);
-        let kinds = input_kinds(&staged, &lazy.inputs);
-        let (body, consts) = kernel.get_or_insert_with(|| {
-            let mut consts = Vec::new();
-            (generate(&lazy.node, &kinds, &mut consts, per, packed), consts)
-        });
-        let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes })];
-        let groups = grid_1d((len as u32).div_ceil(1024 * per as u32));
-        let params = uniform(numel, first / 4, consts);
-        dispatch_generated(gpu, body.clone(), (&lazy.inputs, &staged, &kinds), extra, params, groups);
-    }
+    let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes })];
+    let groups = grid_1d((numel as u32).div_ceil(1024 * per as u32));
+    dispatch_generated(gpu, body, (&lazy.inputs, &staged, &kinds), extra, uniform(numel, &consts), groups);
     out
 }
-
-/// Elements of one slice of a large elementwise result on CPU adapters: 4 MiB of each full-size
-/// input, which a slice's copy and kernel share through the cache (and the copies take 4 MiB
-/// per input instead of the whole tensor's size). Over 16 M floats, in-process alternating
-/// medians of two runs, one slice → 1 MiB, 2 MiB, 4 MiB slices: x + 1 40.0/37.0 → 42.9/38.2,
-/// 36.2/35.9, 32.9/34.9 ms; x·y 57.9/58.0 → 59.4/52.0, 52.4/51.2, 56.9/47.9 ms; x·σ(x) within
-/// noise (43.9/40.4 → 42.5/39.4 at 4 MiB).
-pub const STAGED_SLICE: usize = 1 << 20;
 
 /// Appends `v` to the uniform's constants and returns the WGSL expression reading it.
 fn constant_slot(v: f32, consts: &mut Vec<f32>) -> String {
@@ -312,10 +287,9 @@ struct Parts {
 fn parts(node: &Node, inputs: &[(Slot, Role)], consts: &mut Vec<f32>) -> Parts {
     let (mut bindings, mut loads) = (String::new(), String::new());
     if inputs.iter().any(|(k, _)| *k == Slot::Texture) {
-        // Flat texture copies (Gpu::stage_flat) of full-size inputs start at vec4 `p.base`, the
-        // first of the kernel's slice: vec4 i is texel t = i − base, at (t mod 1024,
-        // t / 1024 mod 1024, layer t / 1024²).
-        loads.push_str("    let tc = flat_xy(i - p.base);\n    let tl = flat_layer(i - p.base);\n");
+        // Flat texture copies (Gpu::stage_flat): texel t at (t mod 1024, t / 1024 mod 1024,
+        // layer t / 1024²).
+        loads.push_str("    let tc = flat_xy(i);\n    let tl = flat_layer(i);\n");
     }
     for (i, (kind, role)) in inputs.iter().enumerate() {
         let (space, ty) = match kind {
@@ -395,7 +369,7 @@ fn role_index(elem: &str, (inner, len, stride, offset): (usize, usize, usize, us
 /// The uniform: the element count and the constants.
 fn header(consts: &[f32]) -> String {
     format!(
-        "struct Params {{ n: u32, base: u32, pad1: u32, pad2: u32, c: array<vec4<f32>, {}> }}\n\
+        "struct Params {{ n: u32, pad0: u32, pad1: u32, pad2: u32, c: array<vec4<f32>, {}> }}\n\
          @group(0) @binding(0) var<uniform> p: Params;\n",
         consts.len().div_ceil(4).max(1)
     )
@@ -444,14 +418,13 @@ pub(crate) fn generate(
     }
     src.push_str(MAIN);
     let step = if packed { 2 } else { 1 };
-    // Vec4 i of the result; the dispatch covers the slice from vec4 `p.base` on.
     if per_invocation == 1 {
-        src.push_str("    {\n    let i = p.base + g;\n");
+        src.push_str("    {\n    let i = g;\n");
     } else {
         // Consecutive vec4s per invocation.
         let _ = writeln!(
             src,
-            "    for (var k = 0u; k < {per_invocation}u; k += {step}u) {{\n    let i = p.base + g * {per_invocation}u + k;"
+            "    for (var k = 0u; k < {per_invocation}u; k += {step}u) {{\n    let i = g * {per_invocation}u + k;"
         );
     }
     src.push_str("    if i * 4u >= p.n { return; }\n");
@@ -518,7 +491,7 @@ pub(crate) fn sum(
     let (node, inputs) = build_within_limits(gpu, &operand, &make);
     let numel = outer * n * inner;
     let textures = gpu.elementwise_from_textures(numel);
-    let staged = stage_inputs(gpu, &inputs, textures, 0..numel);
+    let staged = stage_inputs(gpu, &inputs, textures);
     let kinds = input_kinds(&staged, &inputs);
 
     // Invocation (o, c, j4): chunk c of the rows of output block o, vec4 column j4.
@@ -551,7 +524,7 @@ pub(crate) fn sum(
     let out = gpu.alloc((outer * chunks * inner * 4).max(4) as u64);
     let extra = [(Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (outer * chunks * inner * 4) as u64 })];
     let groups = grid_1d((invocations as u32).div_ceil(256));
-    dispatch_generated(gpu, src, (&inputs, &staged, &kinds), extra, uniform(invocations, 0, &consts), groups);
+    dispatch_generated(gpu, src, (&inputs, &staged, &kinds), extra, uniform(invocations, &consts), groups);
     Some((out, chunks))
 }
 
@@ -573,7 +546,7 @@ pub(crate) fn matmul_rows(
     debug_assert!(n <= ROW_MATMUL_MAX_N && k.is_multiple_of(4));
     let operand = [Operand { store: a, role: Role::Full }];
     let (node, inputs) = build_within_limits(gpu, &operand, &|mut k: Vec<Node>| k.remove(0));
-    let staged = stage_inputs(gpu, &inputs, gpu.elementwise_from_textures(m * k), 0..m * k);
+    let staged = stage_inputs(gpu, &inputs, gpu.elementwise_from_textures(m * k));
     let kinds = input_kinds(&staged, &inputs);
     let mut consts = Vec::new();
     let parts = parts(&node, &kinds, &mut consts);
@@ -622,7 +595,7 @@ pub(crate) fn matmul_rows(
         (Slot::ReadWrite, Binding::Buffer { buffer: &out, bytes: (m * n * 4) as u64 }),
     ];
     let groups = grid_1d((m as u32).div_ceil(256));
-    dispatch_generated(gpu, src, (&inputs, &staged, &kinds), extra, uniform(m, 0, &consts), groups);
+    dispatch_generated(gpu, src, (&inputs, &staged, &kinds), extra, uniform(m, &consts), groups);
     out
 }
 
@@ -651,16 +624,9 @@ struct Staged {
     of_input: Vec<Read>,
 }
 
-/// See [`UNIFORM_INPUT_MAX`]; never more than the device's uniform bindings hold.
-fn uniform_input_max(gpu: &Gpu) -> usize {
-    UNIFORM_INPUT_MAX.min(gpu.limits().max_uniform_buffer_binding_size as usize / 4)
-}
-
-/// How each input is read, with the texture copies made (of elements `slice` of full-size
-/// inputs, of the whole of broadcast ones).
-fn stage_inputs(gpu: &Gpu, inputs: &InputList, textures: bool, slice: std::ops::Range<usize>) -> Staged {
+fn stage_inputs(gpu: &Gpu, inputs: &InputList, textures: bool) -> Staged {
     let mut staged = Staged { textures: Vec::new(), of_input: Vec::with_capacity(inputs.len()) };
-    let uniform_max = uniform_input_max(gpu);
+    let uniform_max = UNIFORM_INPUT_MAX.min(gpu.limits().max_uniform_buffer_binding_size as usize / 4);
     for (i, (s, role)) in inputs.iter().enumerate() {
         let read = if !textures {
             Read::Buffer
@@ -671,9 +637,7 @@ fn stage_inputs(gpu: &Gpu, inputs: &InputList, textures: bool, slice: std::ops::
             match earlier {
                 Some((_, &Read::Texture(t))) => Read::Texture(t),
                 _ => {
-                    let buf = s.buf.get().expect("fused inputs are realized");
-                    let (first, floats) = if *role == Role::Full { (slice.start, slice.len()) } else { (0, s.numel) };
-                    staged.textures.push(gpu.stage_flat(buf, first, floats));
+                    staged.textures.push(gpu.stage_flat(s.buf.get().expect("fused inputs are realized"), s.numel));
                     Read::Texture(staged.textures.len() - 1)
                 }
             }
@@ -726,10 +690,9 @@ fn dispatch_generated<'a, const E: usize>(
     gpu.dispatch(&kernel, bytemuck::cast_slice(&params), &bindings, groups);
 }
 
-/// The uniform's words: the count, the slice's first vec4 (`base`), padding, then the
-/// constants (at least one vec4 of them).
-fn uniform(n: usize, base: usize, consts: &[f32]) -> Vec<u32> {
-    let mut params: Vec<u32> = vec![n as u32, base as u32, 0, 0];
+/// The uniform's words: the count, padding, then the constants (at least one vec4 of them).
+fn uniform(n: usize, consts: &[f32]) -> Vec<u32> {
+    let mut params: Vec<u32> = vec![n as u32, 0, 0, 0];
     params.extend(consts.iter().map(|c| c.to_bits()));
     params.resize(4 + 4 * consts.len().div_ceil(4).max(1), 0);
     params

@@ -83,41 +83,6 @@ fn fused_chains_match_op_by_op_kernels_and_the_reference() {
 }
 
 #[test]
-fn large_results_read_texture_copies_slice_by_slice() {
-    let gpu = private_gpu();
-    let slice = resflow::fusion::STAGED_SLICE;
-    // Two whole slices and a third with an odd count of vec4s and a partial last one.
-    let n = 2 * slice + 4 * 3 + 1;
-    let ([x, y, s], [cx, cy, cs]) = inputs(&gpu, n);
-    let want = expression(&cx, &cy, &cs).data;
-    let mut runs = Vec::new();
-    for from in [ElementwiseInputs::Buffers, ElementwiseInputs::Textures] {
-        gpu.set_elementwise_inputs(from);
-        let before = gpu.record_stats().dispatches;
-        let got = expression(&x, &y, &s).to_host();
-        runs.push((got, gpu.record_stats().dispatches - before));
-    }
-    // A broadcast operand too large for a uniform buffer is read across the whole result
-    // from one texture copy: one dispatch.
-    let (rows, cols) = (4, slice / 2);
-    let wide = Tensor::from_slice(&gpu, &values(rows * cols, -1.0, 1.0, 5), &[rows, cols]).unwrap();
-    let row = Tensor::from_slice(&gpu, &values(cols, -1.0, 1.0, 6), &[cols]).unwrap();
-    let before = gpu.record_stats().dispatches;
-    let got_rows = wide.add(&row).unary(Unary::Tanh).to_host();
-    let broadcast_dispatches = gpu.record_stats().dispatches - before;
-    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
-
-    assert_close("sliced, against the reference", &runs[1].0, &want, 1e-5, 1e-5);
-    assert_close("sliced, against buffer inputs", &runs[1].0, &runs[0].0, 0.0, 0.0);
-    assert_eq!(runs[0].1, 1, "buffer inputs: one dispatch");
-    assert_eq!(runs[1].1, 3, "texture inputs: one dispatch per slice");
-    let (w, r) = (values(rows * cols, -1.0, 1.0, 5), values(cols, -1.0, 1.0, 6));
-    let want_rows: Vec<f64> = (0..rows * cols).map(|e| (w[e] as f64 + r[e % cols] as f64).tanh()).collect();
-    assert_close("broadcast row, one slice", &got_rows, &want_rows, 1e-6, 1e-6);
-    assert_eq!(broadcast_dispatches, 1);
-}
-
-#[test]
 fn chains_past_the_limits_split_and_stay_correct() {
     let gpu = private_gpu();
     let n = 515;

@@ -40,13 +40,11 @@ impl Drop for DeviceTexture {
 }
 
 impl Gpu {
-    /// `floats` values of `buf` from value `first` on (a multiple of 4) as a flat rgba32float
-    /// texture: texel t (values first + 4t ..) at (t mod W, (t / W) mod R) of layer t / (W·R).
-    /// Only transfer commands are recorded (a memcpy on CPU adapters), in at most three copies:
-    /// whole layers, whole rows, the last partial row; nothing past the buffer's last texel is
-    /// read.
-    pub fn stage_flat(&self, buf: &DeviceBuffer, first: usize, floats: usize) -> DeviceTexture {
-        assert!(first.is_multiple_of(4), "flat textures start at a whole texel");
+    /// The first `floats` values of `buf` as a flat rgba32float texture: texel t (values
+    /// 4t..4t+3) at (t mod W, (t / W) mod R) of layer t / (W·R). Only transfer commands are
+    /// recorded (a memcpy on CPU adapters), in at most three copies: whole layers, whole rows,
+    /// the last partial row; nothing past the buffer's last texel is read.
+    pub fn stage_flat(&self, buf: &DeviceBuffer, floats: usize) -> DeviceTexture {
         let (w, r) = (FLAT_WIDTH as u64, FLAT_ROWS as u64);
         let texels = (floats as u64).div_ceil(4).max(1);
         let rows = texels.div_ceil(w);
@@ -64,7 +62,7 @@ impl Gpu {
             (full_layers * per_layer + full_rows * w, [0, full_rows, full_layers], [tail, 1, 1]),
         ];
         self.with_encoder(|enc| {
-            for (texel, origin, size) in pieces {
+            for (first, origin, size) in pieces {
                 if size.contains(&0) {
                     continue;
                 }
@@ -72,7 +70,7 @@ impl Gpu {
                     wgpu::TexelCopyBufferInfo {
                         buffer: buf.raw(),
                         layout: wgpu::TexelCopyBufferLayout {
-                            offset: first as u64 * 4 + texel * 16,
+                            offset: first * 16,
                             bytes_per_row: Some((w * 16) as u32),
                             rows_per_image: Some(r as u32),
                         },
