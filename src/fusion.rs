@@ -24,8 +24,11 @@ use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{Binary, Unary};
 
-/// Ops one fused kernel computes at most (larger chains are split).
-pub const MAX_OPS: usize = 32;
+/// Ops one fused kernel computes at most (larger chains are split). The chain of 1000 tiny
+/// adds ended by one sync (the bench's `overhead` row, in-process medians of 100): 3.5–3.9 ms
+/// at 32, 2.0–2.3 at 128, 1.9–2.1 at 256 and 2.0–2.1 as one kernel; a toy training step's CPU
+/// time and the image block's memory peaks are the same at 32 and 128.
+pub const MAX_OPS: usize = 128;
 /// Distinct input buffers of one fused kernel at most (WebGPU guarantees 8 storage buffers
 /// per stage: these plus the output).
 pub const MAX_INPUTS: usize = 6;
@@ -73,20 +76,21 @@ impl Role {
 }
 
 /// An expression node; `Input(i)` is the kernel's i-th input, read as its role says.
+/// Children are shared, counted subexpressions ([`Sub`]).
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
     Input(usize),
     Const(f32),
-    Unary(Unary, Box<Node>),
-    Binary(Binary, Box<Node>, Box<Node>),
+    Unary(Unary, Child),
+    Binary(Binary, Child, Child),
     /// u + t·(v − u).
-    Lerp(f32, Box<Node>, Box<Node>),
+    Lerp(f32, Child, Child),
     /// gy · f'(x) given x, y = f(x) and gy (the VJP of a unary op).
-    UnaryGrad(Unary, Box<[Node; 3]>),
+    UnaryGrad(Unary, [Child; 3]),
     /// `value` where the element's index along an axis, `(e / inner) % len`, lies in
     /// `lo..hi`, else 0 (the VJP of a slice: a gradient placed into zeros).
     Within {
-        value: Box<Node>,
+        value: Child,
         inner: usize,
         len: usize,
         lo: usize,
@@ -96,33 +100,63 @@ pub(crate) enum Node {
     Activation {
         act: Activation,
         f: ActFn,
-        x: Box<Node>,
-        beta: Option<Box<Node>>,
-        gy: Option<Box<Node>>,
+        x: Child,
+        beta: Option<Child>,
+        gy: Option<Child>,
     },
 }
 
+/// A subexpression shared between the pending expressions that inlined it, with its op
+/// count. Inlining a pending operand into the next op is then O(1): a chain of a thousand
+/// tiny ops copied and counted its whole tree per op before (host time 2.1 µs per op at 32
+/// ops per kernel, 4–6 at 128; now 0.95 and 0.8). The expression is still a tree: a
+/// subexpression used twice is computed twice by the kernel.
+#[derive(Debug)]
+pub(crate) struct Sub {
+    ops: usize,
+    node: Node,
+}
+
+pub(crate) type Child = Arc<Sub>;
+
+impl std::ops::Deref for Sub {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl From<Node> for Child {
+    fn from(node: Node) -> Child {
+        Arc::new(Sub { ops: node.ops(), node })
+    }
+}
+
 impl Node {
-    fn children(&self) -> Vec<&Node> {
-        match self {
-            Node::Input(_) | Node::Const(_) => vec![],
-            Node::Unary(_, a) | Node::Within { value: a, .. } => vec![a],
-            Node::Binary(_, a, b) | Node::Lerp(_, a, b) => vec![a, b],
-            Node::UnaryGrad(_, k) => k.iter().collect(),
-            Node::Activation { x, beta, gy, .. } => {
-                std::iter::once(&**x).chain(beta.as_deref()).chain(gy.as_deref()).collect()
-            }
-        }
+    fn children(&self) -> impl Iterator<Item = &Child> {
+        let (one, two, three): (Option<&Child>, Option<&Child>, Option<&Child>) = match self {
+            Node::Input(_) | Node::Const(_) => (None, None, None),
+            Node::Unary(_, a) | Node::Within { value: a, .. } => (Some(a), None, None),
+            Node::Binary(_, a, b) | Node::Lerp(_, a, b) => (Some(a), Some(b), None),
+            Node::UnaryGrad(_, [x, y, gy]) => (Some(x), Some(y), Some(gy)),
+            Node::Activation { x, beta, gy, .. } => (Some(x), beta.as_ref(), gy.as_ref()),
+        };
+        one.into_iter().chain(two).chain(three)
     }
 
+    /// Ops of the whole expression (its children's counts are stored with them).
     fn ops(&self) -> usize {
         let own = !matches!(self, Node::Input(_) | Node::Const(_)) as usize;
-        own + self.children().iter().map(|c| c.ops()).sum::<usize>()
+        own + self.children().map(|c| c.ops).sum::<usize>()
     }
 
-    /// The same expression with input indices mapped through `map`.
+    /// The same expression with input indices mapped through `map`; shared as it is where
+    /// `map` keeps every index (a chain's operand always does).
     fn remap(&self, map: &[usize]) -> Node {
-        let r = |n: &Node| Box::new(n.remap(map));
+        if map.iter().enumerate().all(|(i, &m)| i == m) {
+            return self.clone();
+        }
+        let r = |n: &Child| Child::from(n.remap(map));
         match self {
             Node::Input(i) => Node::Input(map[*i]),
             Node::Const(v) => Node::Const(*v),
@@ -130,9 +164,9 @@ impl Node {
             Node::Binary(op, a, b) => Node::Binary(*op, r(a), r(b)),
             Node::Lerp(t, a, b) => Node::Lerp(*t, r(a), r(b)),
             &Node::Within { ref value, inner, len, lo, hi } => Node::Within { value: r(value), inner, len, lo, hi },
-            Node::UnaryGrad(op, k) => Node::UnaryGrad(*op, Box::new(k.clone().map(|n| n.remap(map)))),
+            Node::UnaryGrad(op, k) => Node::UnaryGrad(*op, k.each_ref().map(r)),
             Node::Activation { act, f, x, beta, gy } => {
-                Node::Activation { act: *act, f: *f, x: r(x), beta: beta.as_deref().map(r), gy: gy.as_deref().map(r) }
+                Node::Activation { act: *act, f: *f, x: r(x), beta: beta.as_ref().map(r), gy: gy.as_ref().map(r) }
             }
         }
     }
@@ -728,7 +762,7 @@ fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>
         }
         Node::Activation { act, f, x, beta, gy } => {
             let x = emit(x, lines, next, consts);
-            let b = beta.as_deref().map_or("0.0".to_string(), |b| format!("{}.x", emit(b, lines, next, consts)));
+            let b = beta.as_ref().map_or("0.0".to_string(), |b| format!("{}.x", emit(b, lines, next, consts)));
             let value = format!("activation_op({}u, {}u, {x}, {b})", act.code(), f.code());
             match gy {
                 Some(gy) => format!("{} * {value}", emit(gy, lines, next, consts)),
@@ -754,7 +788,7 @@ fn unary_params(op: Unary, consts: &mut Vec<f32>) -> (String, String) {
 /// Generated kernels for representative expressions over buffer and texture inputs and every
 /// input role, for the naga validation test.
 pub fn example_sources() -> Vec<String> {
-    let input = |i| Box::new(Node::Input(i));
+    let input = |i| Child::from(Node::Input(i));
     let scalar = Role::broadcast(1, 1);
     let row = Role::broadcast(1, 64);
     let channel = Role::broadcast(16, 3);
@@ -762,15 +796,12 @@ pub fn example_sources() -> Vec<String> {
     let exprs = [
         (Node::Const(1.5), vec![]),
         (Node::Unary(Unary::Affine(2.0, 1.0), input(0)), vec![Role::Full]),
-        (Node::Binary(Binary::Mul, Box::new(Node::Unary(Unary::Exp, input(0))), input(1)), vec![Role::Full, scalar]),
+        (Node::Binary(Binary::Mul, Node::Unary(Unary::Exp, input(0)).into(), input(1)), vec![Role::Full, scalar]),
         (Node::Lerp(0.1, input(0), input(1)), vec![Role::Full, row]),
         (Node::Binary(Binary::Add, input(0), input(1)), vec![Role::Full, channel]),
         (Node::Binary(Binary::Sub, input(0), input(1)), vec![gather, Role::Full]),
         (Node::Within { value: input(0), inner: 1, len: 3, lo: 1, hi: 2 }, vec![Role::broadcast(3, 8)]),
-        (
-            Node::UnaryGrad(Unary::SignedPow(1.5), Box::new([Node::Input(0), Node::Input(1), Node::Input(2)])),
-            vec![Role::Full; 3],
-        ),
+        (Node::UnaryGrad(Unary::SignedPow(1.5), [input(0), input(1), input(2)]), vec![Role::Full; 3]),
         (
             Node::Activation {
                 act: Activation::LipSwish,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::fusion::{self, Node, Operand, Role, Storage};
+use crate::fusion::{self, Child, Node, Operand, Role, Storage};
 use crate::gpu::kernels::{grid_1d, LOOP_BUDGET};
 use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{
@@ -310,9 +310,9 @@ impl Tensor {
         }
         let store = fusion::record(&self.gpu, m * n, &operands, |nodes| {
             let mut terms =
-                nodes.chunks(2).map(|ab| Node::Binary(Binary::Mul, Box::new(ab[0].clone()), Box::new(ab[1].clone())));
+                nodes.chunks(2).map(|ab| Node::Binary(Binary::Mul, ab[0].clone().into(), ab[1].clone().into()));
             let first = terms.next().expect("k ≥ 1");
-            terms.fold(first, |acc, t| Node::Binary(Binary::Add, Box::new(acc), Box::new(t)))
+            terms.fold(first, |acc, t| Node::Binary(Binary::Add, acc.into(), t.into()))
         });
         Tensor { gpu: self.gpu.clone(), store, shape: vec![m, n] }
     }
@@ -598,12 +598,12 @@ impl TensorOps for Tensor {
     }
 
     fn unary(&self, op: Unary) -> Self {
-        self.fused(&self.shape, &[self], |mut k| Node::Unary(op, Box::new(k.remove(0))))
+        self.fused(&self.shape, &[self], |mut k| Node::Unary(op, k.remove(0).into()))
     }
     fn unary_grad(op: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
         x.fused(&x.shape, &[x, y, gy], |k| {
             let [x, y, gy]: [Node; 3] = k.try_into().expect("three operands");
-            Node::UnaryGrad(op, Box::new([x, y, gy]))
+            Node::UnaryGrad(op, [x.into(), y.into(), gy.into()])
         })
     }
     fn try_binary(&self, op: Binary, other: &Self) -> Result<Self, ShapeError> {
@@ -611,7 +611,7 @@ impl TensorOps for Tensor {
         if Role::of(&self.shape, &shape).is_some() && Role::of(&other.shape, &shape).is_some() {
             return Ok(self.fused(&shape, &[self, other], |mut k| {
                 let b = k.pop().expect("two operands");
-                Node::Binary(op, Box::new(k.pop().expect("two operands")), Box::new(b))
+                Node::Binary(op, k.pop().expect("two operands").into(), b.into())
             }));
         }
         let out = Tensor::empty(&self.gpu, &shape);
@@ -727,7 +727,7 @@ impl TensorOps for Tensor {
         if let Some(role) = read {
             let (lo, hi) = (start, start + len);
             return self.fused_operands(full, &[Operand { store: &self.store, role }], |mut k| Node::Within {
-                value: Box::new(k.remove(0)),
+                value: k.remove(0).into(),
                 inner,
                 len: n,
                 lo,
@@ -797,7 +797,7 @@ impl TensorOps for Tensor {
         operands.extend(gy);
         let (has_beta, has_gy) = (beta.is_some(), gy.is_some());
         self.fused(&self.shape, &operands, move |k| {
-            let mut k = k.into_iter().map(Box::new);
+            let mut k = k.into_iter().map(Child::from);
             let x = k.next().expect("x");
             let beta = if has_beta { k.next() } else { None };
             let gy = if has_gy { k.next() } else { None };
@@ -840,7 +840,7 @@ impl TensorOps for Tensor {
         assert_eq!(self.shape, other.shape, "lerp of {:?} and {:?}", self.shape, other.shape);
         self.fused(&self.shape, &[self, other], |mut k| {
             let v = k.pop().expect("two operands");
-            Node::Lerp(t, Box::new(k.pop().expect("two operands")), Box::new(v))
+            Node::Lerp(t, k.pop().expect("two operands").into(), v.into())
         })
     }
     fn matrix_power_iteration(w: &Self, u: &Self, v: &Self, iters: usize) -> (Self, Self) {
