@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::activation::{ActFn, Activation};
 use crate::gpu::kernels::grid_1d;
-use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot};
+use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, ElementwiseInputs, Gpu, KernelSpec, Slot, StagingProbe};
 use crate::ops::{Binary, Unary};
 
 /// Ops one fused kernel computes at most (larger chains are split). The chain of 1000 tiny
@@ -286,8 +286,13 @@ fn build(
 
 /// Runs `lazy` as one generated kernel into a new buffer of `numel` elements.
 fn run(gpu: &Gpu, lazy: &Lazy, numel: usize) -> DeviceBuffer {
+    run_reading(gpu, lazy, numel, gpu.elementwise_inputs_for(numel))
+}
+
+/// [`run`] with its inputs read as `path` says.
+fn run_reading(gpu: &Gpu, lazy: &Lazy, numel: usize, path: ElementwiseInputs) -> DeviceBuffer {
     let out = gpu.alloc((numel * 4).max(4) as u64);
-    let staged = stage_inputs(gpu, &lazy.inputs, gpu.elementwise_from_textures(numel));
+    let staged = stage_inputs(gpu, &lazy.inputs, path);
     let kinds = input_kinds(&staged, &lazy.inputs);
     let mut consts = Vec::new();
     let per = vec4s_per_invocation(gpu);
@@ -524,8 +529,7 @@ pub(crate) fn sum(
     let make = |mut k: Vec<Node>| k.remove(0);
     let (node, inputs) = build_within_limits(gpu, &operand, &make);
     let numel = outer * n * inner;
-    let textures = gpu.elementwise_from_textures(numel);
-    let staged = stage_inputs(gpu, &inputs, textures);
+    let staged = stage_inputs(gpu, &inputs, gpu.elementwise_inputs_for(numel));
     let kinds = input_kinds(&staged, &inputs);
 
     // Invocation (o, c, j4): chunk c of the rows of output block o, vec4 column j4.
@@ -580,7 +584,7 @@ pub(crate) fn matmul_rows(
     debug_assert!(n <= ROW_MATMUL_MAX_N && k.is_multiple_of(4));
     let operand = [Operand { store: a, role: Role::Full }];
     let (node, inputs) = build_within_limits(gpu, &operand, &|mut k: Vec<Node>| k.remove(0));
-    let staged = stage_inputs(gpu, &inputs, gpu.elementwise_from_textures(m * k));
+    let staged = stage_inputs(gpu, &inputs, gpu.elementwise_inputs_for(m * k));
     let kinds = input_kinds(&staged, &inputs);
     let mut consts = Vec::new();
     let parts = parts(&node, &kinds, &mut consts);
@@ -658,14 +662,37 @@ struct Staged {
     of_input: Vec<Read>,
 }
 
-fn stage_inputs(gpu: &Gpu, inputs: &InputList, textures: bool) -> Staged {
+/// Measures [`StagingProbe`] on `gpu`: x + 1 over `StagingProbe::ELEMENTS` floats, its input
+/// staged into a texture and read from its storage buffer, alternating, best of five each
+/// (the first run of each compiles its kernel).
+pub(crate) fn probe_staging(gpu: &Gpu) -> StagingProbe {
+    let n = StagingProbe::ELEMENTS;
+    let x = Arc::new(Storage::realized(gpu.upload(&vec![0; n * 4]), n));
+    let node = Node::Unary(Unary::Affine(1.0, 1.0), Node::Input(0).into());
+    let lazy = Lazy { node, inputs: vec![(x, Role::Full)] };
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..5 {
+        for (ms, path) in best.iter_mut().zip([ElementwiseInputs::Textures, ElementwiseInputs::BuffersAndUniforms]) {
+            gpu.sync();
+            let start = std::time::Instant::now();
+            drop(run_reading(gpu, &lazy, n, path));
+            gpu.sync();
+            *ms = ms.min(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    StagingProbe { staged_ms: best[0], buffer_ms: best[1] }
+}
+
+fn stage_inputs(gpu: &Gpu, inputs: &InputList, path: ElementwiseInputs) -> Staged {
     let mut staged = Staged { textures: Vec::new(), of_input: Vec::with_capacity(inputs.len()) };
     let uniform_max = UNIFORM_INPUT_MAX.min(gpu.limits().max_uniform_buffer_binding_size as usize / 4);
     for (i, (s, role)) in inputs.iter().enumerate() {
-        let read = if !textures {
+        let read = if path == ElementwiseInputs::Buffers {
             Read::Buffer
         } else if *role != Role::Full && s.numel <= uniform_max {
             Read::Uniform
+        } else if path == ElementwiseInputs::BuffersAndUniforms {
+            Read::Buffer
         } else {
             let earlier = inputs[..i].iter().zip(&staged.of_input).find(|((t, _), _)| Arc::ptr_eq(t, s));
             match earlier {

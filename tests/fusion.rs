@@ -52,6 +52,7 @@ fn fused_chains_match_op_by_op_kernels_and_the_reference() {
             (true, ElementwiseInputs::Textures, false),
             (true, ElementwiseInputs::Buffers, true),
             (true, ElementwiseInputs::Textures, true),
+            (true, ElementwiseInputs::BuffersAndUniforms, true),
         ] {
             gpu.set_fusion(fused);
             gpu.set_elementwise_inputs(from);
@@ -153,9 +154,9 @@ fn broadcast_operands_fuse_where_vec4_indexing_allows() {
         (&[5, 3], &[3], false),
         (&[3, 2, 6], &[2, 1], false),
     ];
-    // Buffers, and the CPU adapters' inputs: texture copies, small broadcast operands from
-    // uniform buffers.
-    let reads = [ElementwiseInputs::Buffers, ElementwiseInputs::Textures];
+    // Buffers, and the CPU adapters' inputs: small broadcast operands from uniform buffers,
+    // full-size ones from texture copies or from their buffers.
+    let reads = [ElementwiseInputs::Buffers, ElementwiseInputs::Textures, ElementwiseInputs::BuffersAndUniforms];
     for (from, (i, &(shape, bshape, fuses))) in reads.iter().flat_map(|r| cases.iter().enumerate().map(move |c| (r, c)))
     {
         gpu.set_elementwise_inputs(*from);
@@ -247,4 +248,31 @@ fn skinny_matmuls_dot_rows_of_a_pending_expression() {
             assert_eq!(dispatches, 1, "{what}: tanh computed inside the matmul");
         }
     }
+}
+
+#[test]
+fn auto_inputs_follow_the_adapter_and_the_staging_probe() {
+    let gpu = private_gpu();
+    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
+    let large = resflow::gpu::TEXTURE_INPUTS_FROM;
+    assert_eq!(gpu.elementwise_inputs_for(large - 1), ElementwiseInputs::Buffers, "small tensors read buffers");
+    let probe = gpu.staging_probe();
+    if !gpu.is_cpu() {
+        assert!(probe.is_none(), "only CPU adapters are probed");
+        assert_eq!(gpu.elementwise_inputs_for(large), ElementwiseInputs::Buffers);
+        return;
+    }
+    if std::env::var_os("RESFLOW_ELEMENTWISE").is_some() {
+        assert!(probe.is_none(), "a chosen input path skips the probe");
+        return;
+    }
+    let p = probe.expect("a CPU adapter in Auto mode is probed at start-up");
+    assert!(p.staged_ms > 0.0 && p.buffer_ms > 0.0 && p.staged_ms.is_finite() && p.buffer_ms.is_finite(), "{p:?}");
+    let want = if p.staging_pays() { ElementwiseInputs::Textures } else { ElementwiseInputs::BuffersAndUniforms };
+    assert_eq!(gpu.elementwise_inputs_for(large), want, "{p:?}");
+    // An explicit choice wins over the probe, and Auto returns to it.
+    gpu.set_elementwise_inputs(ElementwiseInputs::Textures);
+    assert_eq!(gpu.elementwise_inputs_for(large), ElementwiseInputs::Textures);
+    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
+    assert_eq!(gpu.elementwise_inputs_for(large), want);
 }

@@ -324,10 +324,12 @@ fn texture_staged_elementwise_inputs_match_buffer_inputs_bit_for_bit() {
             ];
             outs.iter().map(|t| t.to_vec()).collect::<Vec<_>>()
         };
-        let (buffers, textures) = (run(ElementwiseInputs::Buffers), run(ElementwiseInputs::Textures));
-        for (k, (x, y)) in buffers.iter().zip(&textures).enumerate() {
-            let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(same, "n = {n}, op {k}: texture-staged inputs differ from buffer inputs");
+        let buffers = run(ElementwiseInputs::Buffers);
+        for mode in [ElementwiseInputs::Textures, ElementwiseInputs::BuffersAndUniforms] {
+            for (k, (x, y)) in buffers.iter().zip(&run(mode)).enumerate() {
+                let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(same, "n = {n}, op {k}: {mode:?} inputs differ from buffer inputs");
+            }
         }
     }
     gpu.set_elementwise_inputs(ElementwiseInputs::Auto);

@@ -51,8 +51,10 @@ pub(crate) struct GpuInner {
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     layouts: Mutex<HashMap<Vec<kernels::Slot>, Arc<kernels::Layout>>>,
     runtime_checks: bool,
-    /// `ElementwiseInputs` as a number (0 auto, 1 buffers, 2 textures).
+    /// `ElementwiseInputs` as a number (0 auto, 1 buffers, 2 textures, 3 buffers and uniforms).
     elementwise_inputs: std::sync::atomic::AtomicU8,
+    /// The start-up probe's result on CPU adapters (`Auto` stages inputs without one).
+    staging_probe: std::sync::OnceLock<StagingProbe>,
     /// Ops one fused elementwise kernel may compute (1 = no fusion).
     fusion_limit: std::sync::atomic::AtomicUsize,
     /// Dispatches per submit (0 = only at a readback or sync).
@@ -66,15 +68,43 @@ pub(crate) struct GpuInner {
 /// Where elementwise kernels read their inputs from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementwiseInputs {
-    /// Flat texture copies for large tensors on CPU adapters, storage buffers otherwise.
+    /// Storage buffers on GPUs and for small tensors; on CPU adapters, for tensors of at least
+    /// [`TEXTURE_INPUTS_FROM`] elements, `Textures` where the start-up probe found the copies
+    /// worth it, else `BuffersAndUniforms` (see [`Gpu::staging_probe`]).
     Auto,
+    /// Every input from its storage buffer.
     Buffers,
+    /// Small broadcast operands from uniform buffers, full-size ones from flat texture copies.
     Textures,
+    /// Small broadcast operands from uniform buffers, full-size ones from their storage buffers.
+    BuffersAndUniforms,
 }
 
-/// Elements from which `Auto` stages inputs into textures on CPU adapters: below it the
+/// Elements from which `Auto` uses the CPU adapters' input paths: below it the texture
 /// copies' fixed cost outweighs the faster loads.
 pub const TEXTURE_INPUTS_FROM: usize = 1 << 13;
+
+/// What the start-up probe of a CPU adapter measured: x + 1 over [`StagingProbe::ELEMENTS`]
+/// floats with its input staged into a texture and read from its storage buffer (best of
+/// five each, alternating).
+#[derive(Debug, Clone, Copy)]
+pub struct StagingProbe {
+    pub staged_ms: f64,
+    pub buffer_ms: f64,
+}
+
+impl StagingProbe {
+    pub const ELEMENTS: usize = 1 << 22;
+    /// How much faster the staged path must be to be worth its copies: each staged input
+    /// holds a texture as large as itself while its kernel runs (the image block's step peak
+    /// 465 → 344 MiB without them on a host where both paths run equally fast). Wide enough
+    /// that noise does not flip the choice there (ratios 0.68–1.36 in nine probes), narrow
+    /// enough for the host where buffers were 2.5× slower.
+    pub const MARGIN: f64 = 1.5;
+    pub fn staging_pays(&self) -> bool {
+        self.buffer_ms > Self::MARGIN * self.staged_ms
+    }
+}
 
 struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -151,7 +181,7 @@ impl Gpu {
         let align = opened.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
         let packed_stores = packed_stores_supported(&opened.adapter_info, opened.features)
             && !std::env::var("RESFLOW_PACKED_STORES").is_ok_and(|v| v == "0");
-        Ok(Gpu {
+        let gpu = Gpu {
             inner: Arc::new(GpuInner {
                 info: opened.adapter_info,
                 device: opened.device,
@@ -166,9 +196,11 @@ impl Gpu {
                     match std::env::var("RESFLOW_ELEMENTWISE").as_deref() {
                         Ok("buffer") => 1,
                         Ok("texture") => 2,
+                        Ok("uniform") => 3,
                         _ => 0,
                     },
                 ),
+                staging_probe: std::sync::OnceLock::new(),
                 fusion_limit: std::sync::atomic::AtomicUsize::new(match std::env::var("RESFLOW_FUSION").as_deref() {
                     Ok("0" | "off") => 1,
                     _ => crate::fusion::MAX_OPS,
@@ -189,7 +221,14 @@ impl Gpu {
                     timed_spans: 0,
                 }),
             }),
-        })
+        };
+        if gpu.is_cpu() && gpu.inner.elementwise_inputs.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            let probe = crate::fusion::probe_staging(&gpu);
+            let _ = gpu.inner.staging_probe.set(probe);
+            // The probe's buffers and textures are of a size nothing else may ask for.
+            gpu.trim_pool();
+        }
+        Ok(gpu)
     }
 
     /// The process-wide default GPU (opened once; honours `RESFLOW_ADAPTER`).
@@ -198,13 +237,14 @@ impl Gpu {
         SHARED.get_or_init(|| Gpu::new(None)).clone()
     }
 
-    /// Chooses where elementwise kernels read inputs (`RESFLOW_ELEMENTWISE=buffer|texture`
-    /// sets it at start-up; tests compare both).
+    /// Chooses where elementwise kernels read inputs (`RESFLOW_ELEMENTWISE=buffer|texture|uniform`
+    /// sets it at start-up, and skips the probe; tests compare them all).
     pub fn set_elementwise_inputs(&self, mode: ElementwiseInputs) {
         let v = match mode {
             ElementwiseInputs::Auto => 0,
             ElementwiseInputs::Buffers => 1,
             ElementwiseInputs::Textures => 2,
+            ElementwiseInputs::BuffersAndUniforms => 3,
         };
         self.inner.elementwise_inputs.store(v, std::sync::atomic::Ordering::Relaxed);
     }
@@ -241,13 +281,24 @@ impl Gpu {
         self.inner.fusion_limit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether an elementwise kernel over `n` elements should read flat texture copies.
-    pub fn elementwise_from_textures(&self, n: usize) -> bool {
+    /// Where an elementwise kernel over `n` elements reads its inputs (never `Auto`).
+    pub fn elementwise_inputs_for(&self, n: usize) -> ElementwiseInputs {
         match self.inner.elementwise_inputs.load(std::sync::atomic::Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => self.is_cpu() && n >= TEXTURE_INPUTS_FROM,
+            1 => ElementwiseInputs::Buffers,
+            2 => ElementwiseInputs::Textures,
+            3 => ElementwiseInputs::BuffersAndUniforms,
+            _ if !self.is_cpu() || n < TEXTURE_INPUTS_FROM => ElementwiseInputs::Buffers,
+            _ if self.staging_probe().is_none_or(|p| p.staging_pays()) => ElementwiseInputs::Textures,
+            _ => ElementwiseInputs::BuffersAndUniforms,
         }
+    }
+
+    /// On CPU adapters in `Auto` mode, whether staging full-size inputs into textures beat
+    /// reading their storage buffers at start-up. llvmpipe reads storage buffers lane by lane;
+    /// how much that costs depends on the host CPU: 2–3× slower than the copy plus texture
+    /// reads on the earlier CI host, as fast on an AMD EPYC host.
+    pub fn staging_probe(&self) -> Option<StagingProbe> {
+        self.inner.staging_probe.get().copied()
     }
 
     pub fn info(&self) -> &wgpu::AdapterInfo {
