@@ -626,17 +626,12 @@ fn print_info(gpu: &Gpu) {
         l.max_compute_invocations_per_workgroup,
         l.max_compute_workgroups_per_dimension
     );
-    let large = gpu.elementwise_inputs_for(resflow::gpu::TEXTURE_INPUTS_FROM);
-    match gpu.staging_probe() {
-        Some(p) => println!(
-            "inputs    elementwise kernels of ≥ {} elements: {large:?} (x + 1 over {} floats: staged {:.2} ms, from buffers {:.2} ms)",
-            resflow::gpu::TEXTURE_INPUTS_FROM,
-            resflow::gpu::StagingProbe::ELEMENTS,
-            p.staged_ms,
-            p.buffer_ms
-        ),
-        None => println!("inputs    elementwise kernels of ≥ {} elements: {large:?}", resflow::gpu::TEXTURE_INPUTS_FROM),
-    }
+    let from = resflow::gpu::TEXTURE_INPUTS_FROM;
+    let probe = gpu.staging_probe().map_or(String::new(), |p| {
+        let n = resflow::gpu::StagingProbe::ELEMENTS;
+        format!(" (x + 1 over {n} floats: staged {:.2} ms, from buffers {:.2} ms)", p.staged_ms, p.buffer_ms)
+    });
+    println!("inputs    elementwise kernels of ≥ {from} elements: {:?}{probe}", gpu.elementwise_inputs_for(from));
 }
 
 /// A quick end-to-end check of each kernel family against the reference.
