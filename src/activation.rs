@@ -28,12 +28,17 @@ pub enum ActFn {
 }
 
 impl Activation {
+    /// Every activation and its name in WGSL: its code is its index here (see
+    /// `crate::ops::op_code_constants`).
+    pub const TABLE: [(Activation, &'static str); 3] =
+        [(Activation::LipSwish, "LIPSWISH"), (Activation::Elu, "ELU"), (Activation::Softplus, "SOFTPLUS")];
+
     pub fn code(self) -> u32 {
-        match self {
-            Activation::LipSwish => 0,
-            Activation::Elu => 1,
-            Activation::Softplus => 2,
-        }
+        Self::TABLE.iter().position(|(a, _)| *a == self).expect("every activation is in the table") as u32
+    }
+    /// The WGSL constant holding [`Activation::code`].
+    pub fn wgsl_name(self) -> String {
+        format!("ACT_{}", Self::TABLE[self.code() as usize].1)
     }
     /// Whether the activation has the learnable β.
     pub fn has_beta(self) -> bool {
@@ -76,13 +81,21 @@ impl Activation {
 }
 
 impl ActFn {
+    /// Every piece and its name in WGSL (codes as for [`Activation::TABLE`]).
+    pub const TABLE: [(ActFn, &'static str); 5] = [
+        (ActFn::Value, "VALUE"),
+        (ActFn::D1, "D1"),
+        (ActFn::D2, "D2"),
+        (ActFn::DBeta, "DBETA"),
+        (ActFn::D1Beta, "D1BETA"),
+    ];
+
     pub fn code(self) -> u32 {
-        match self {
-            ActFn::Value => 0,
-            ActFn::D1 => 1,
-            ActFn::D2 => 2,
-            ActFn::DBeta => 3,
-            ActFn::D1Beta => 4,
-        }
+        Self::TABLE.iter().position(|(f, _)| *f == self).expect("every piece is in the table") as u32
+    }
+
+    /// The WGSL constant holding [`ActFn::code`].
+    pub fn wgsl_name(self) -> String {
+        format!("ACT_FN_{}", Self::TABLE[self.code() as usize].1)
     }
 }

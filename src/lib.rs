@@ -17,7 +17,6 @@
 pub mod activation;
 pub mod bench;
 pub mod checkpoint;
-mod conv;
 pub mod data;
 pub mod flow;
 pub mod fusion;
@@ -26,12 +25,14 @@ pub mod image;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod options;
 pub mod plot;
 pub mod progress;
 pub mod reference;
 pub mod seed;
 pub mod tape;
 pub mod tensor;
+pub mod testing;
 pub mod toy;
 
 pub use gpu::{Gpu, GpuError};

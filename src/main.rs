@@ -626,12 +626,13 @@ fn print_info(gpu: &Gpu) {
         l.max_compute_invocations_per_workgroup,
         l.max_compute_workgroups_per_dimension
     );
-    let from = resflow::gpu::TEXTURE_INPUTS_FROM;
-    let probe = gpu.staging_probe().map_or(String::new(), |p| {
-        let n = resflow::gpu::StagingProbe::ELEMENTS;
+    use resflow::fusion::{elementwise_inputs_for, staging_probe, StagingProbe, TEXTURE_INPUTS_FROM};
+    let from = TEXTURE_INPUTS_FROM;
+    let probe = staging_probe(gpu).map_or(String::new(), |p| {
+        let n = StagingProbe::ELEMENTS;
         format!(" (x + 1 over {n} floats: staged {:.2} ms, from buffers {:.2} ms)", p.staged_ms, p.buffer_ms)
     });
-    println!("inputs    elementwise kernels of ≥ {from} elements: {:?}{probe}", gpu.elementwise_inputs_for(from));
+    println!("inputs    elementwise kernels of ≥ {from} elements: {:?}{probe}", elementwise_inputs_for(gpu, from));
 }
 
 /// A quick end-to-end check of each kernel family against the reference.

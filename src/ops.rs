@@ -29,24 +29,35 @@ pub enum Unary {
 }
 
 impl Unary {
+    /// Every unary op (with zero parameters) and its name in WGSL: an op's code is its index
+    /// here, and the WGSL library switches on constants generated from this table
+    /// ([`op_code_constants`]).
+    pub const TABLE: [(Unary, &'static str); 14] = [
+        (Unary::Neg, "NEG"),
+        (Unary::Exp, "EXP"),
+        (Unary::Log, "LOG"),
+        (Unary::Sigmoid, "SIGMOID"),
+        (Unary::Softplus, "SOFTPLUS"),
+        (Unary::Tanh, "TANH"),
+        (Unary::Relu, "RELU"),
+        (Unary::Square, "SQUARE"),
+        (Unary::Sqrt, "SQRT"),
+        (Unary::Recip, "RECIP"),
+        (Unary::Affine(0.0, 0.0), "AFFINE"),
+        (Unary::Silu, "SILU"),
+        (Unary::Abs, "ABS"),
+        (Unary::SignedPow(0.0), "SIGNED_POW"),
+    ];
+
     /// The op code the WGSL kernels switch on.
     pub fn code(self) -> u32 {
-        match self {
-            Unary::Neg => 0,
-            Unary::Exp => 1,
-            Unary::Log => 2,
-            Unary::Sigmoid => 3,
-            Unary::Softplus => 4,
-            Unary::Tanh => 5,
-            Unary::Relu => 6,
-            Unary::Square => 7,
-            Unary::Sqrt => 8,
-            Unary::Recip => 9,
-            Unary::Affine(..) => 10,
-            Unary::Silu => 11,
-            Unary::Abs => 12,
-            Unary::SignedPow(_) => 13,
-        }
+        let same = |u: &Unary| std::mem::discriminant(u) == std::mem::discriminant(&self);
+        Self::TABLE.iter().position(|(u, _)| same(u)).expect("every unary op is in the table") as u32
+    }
+
+    /// The WGSL constant holding [`Unary::code`].
+    pub fn wgsl_name(self) -> String {
+        format!("UNARY_{}", Self::TABLE[self.code() as usize].1)
     }
 
     pub fn eval(self, x: f64) -> f64 {
@@ -115,9 +126,29 @@ pub enum Binary {
 }
 
 impl Binary {
+    /// Every binary op and its name in WGSL (codes as for [`Unary::TABLE`]). The WGSL library
+    /// has one more, [`Binary::LERP_CODE`].
+    pub const TABLE: [(Binary, &'static str); 7] = [
+        (Binary::Add, "ADD"),
+        (Binary::Sub, "SUB"),
+        (Binary::Mul, "MUL"),
+        (Binary::Div, "DIV"),
+        (Binary::Max, "MAX"),
+        (Binary::Min, "MIN"),
+        (Binary::Ge, "GE"),
+    ];
+    /// The code of the interpolation u + t·(v − u) in the WGSL library's `binary_op`.
+    pub const LERP_CODE: u32 = Self::TABLE.len() as u32;
+
     pub fn code(self) -> u32 {
-        self as u32
+        Self::TABLE.iter().position(|(b, _)| *b == self).expect("every binary op is in the table") as u32
     }
+
+    /// The WGSL constant holding [`Binary::code`].
+    pub fn wgsl_name(self) -> String {
+        format!("BINARY_{}", Self::TABLE[self.code() as usize].1)
+    }
+
     pub fn eval(self, a: f64, b: f64) -> f64 {
         match self {
             Binary::Add => a + b,
@@ -415,4 +446,26 @@ pub fn squeeze_shape(x: &[usize]) -> Vec<usize> {
 pub fn unsqueeze_shape(x: &[usize]) -> Vec<usize> {
     assert!(x.len() == 4 && x[1].is_multiple_of(4), "unsqueeze2 needs [B, 4C, H, W], got {x:?}");
     vec![x[0], x[1] / 4, x[2] * 2, x[3] * 2]
+}
+
+/// The op codes of every elementwise op and activation as WGSL `const` declarations. Every
+/// shader starts with them (`gpu::kernels::source`), so the WGSL switches and the Rust codes
+/// come from the same tables.
+pub fn op_code_constants() -> String {
+    let mut out = String::from("// Op codes, generated from the tables in src/ops.rs and src/activation.rs.\n");
+    let mut push = |name: String, code: u32| out.push_str(&format!("const {name}: u32 = {code}u;\n"));
+    for (op, _) in Unary::TABLE {
+        push(op.wgsl_name(), op.code());
+    }
+    for (op, _) in Binary::TABLE {
+        push(op.wgsl_name(), op.code());
+    }
+    push("BINARY_LERP".into(), Binary::LERP_CODE);
+    for (act, name) in Activation::TABLE {
+        push(format!("ACT_{name}"), act.code());
+    }
+    for (f, name) in ActFn::TABLE {
+        push(format!("ACT_FN_{name}"), f.code());
+    }
+    out
 }

@@ -22,7 +22,7 @@ impl CpuTensor {
     }
 }
 
-/// Philox4x32-10, bit-identical to `shaders/random.wgsl`.
+/// Philox4x32-10, bit-identical to `shaders/random/random.wgsl`.
 pub fn philox(counter: [u32; 4], seed: [u32; 2]) -> [u32; 4] {
     let mulhilo = |a: u32, b: u32| {
         let p = a as u64 * b as u64;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{assert_close, values};
+use resflow::fusion::ElementwiseInputs;
 use resflow::fusion::{MAX_INPUTS, MAX_OPS};
-use resflow::gpu::ElementwiseInputs;
 use resflow::{Binary, CpuTensor, Gpu, Tensor, TensorOps, Unary};
 
 /// A device of this file's own: the tests switch fusion on and off and count dispatches.
@@ -36,7 +36,7 @@ fn inputs(gpu: &Gpu, n: usize) -> ([Tensor; 3], [CpuTensor; 3]) {
 fn fused_chains_match_op_by_op_kernels_and_the_reference() {
     let gpu = private_gpu();
     // CPU adapters store pairs of vec4s packed into 64-bit words where they can.
-    let packs = gpu.set_packed_stores(true);
+    let packs = resflow::testing::set_packed_stores(&gpu, true);
     if gpu.is_cpu() && gpu.features().contains(wgpu::Features::SHADER_INT64) {
         assert!(packs, "a CPU adapter with 64-bit integers packs its stores");
     }
@@ -54,9 +54,9 @@ fn fused_chains_match_op_by_op_kernels_and_the_reference() {
             (true, ElementwiseInputs::Textures, true),
             (true, ElementwiseInputs::BuffersAndUniforms, true),
         ] {
-            gpu.set_fusion(fused);
-            gpu.set_elementwise_inputs(from);
-            gpu.set_packed_stores(packed);
+            resflow::testing::set_fusion(&gpu, fused);
+            resflow::testing::set_elementwise_inputs(&gpu, from);
+            resflow::testing::set_packed_stores(&gpu, packed);
             let before = gpu.record_stats().dispatches;
             let got = expression(&x, &y, &s).to_host();
             runs.push((
@@ -65,9 +65,9 @@ fn fused_chains_match_op_by_op_kernels_and_the_reference() {
                 gpu.record_stats().dispatches - before,
             ));
         }
-        gpu.set_fusion(true);
-        gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
-        gpu.set_packed_stores(true);
+        resflow::testing::set_fusion(&gpu, true);
+        resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Auto);
+        resflow::testing::set_packed_stores(&gpu, true);
         for (what, got, _) in &runs {
             // f32 kernels against the f64 reference of 16 ops.
             assert_close(what, got, &want, 1e-5, 1e-5);
@@ -159,7 +159,7 @@ fn broadcast_operands_fuse_where_vec4_indexing_allows() {
     let reads = [ElementwiseInputs::Buffers, ElementwiseInputs::Textures, ElementwiseInputs::BuffersAndUniforms];
     for (from, (i, &(shape, bshape, fuses))) in reads.iter().flat_map(|r| cases.iter().enumerate().map(move |c| (r, c)))
     {
-        gpu.set_elementwise_inputs(*from);
+        resflow::testing::set_elementwise_inputs(&gpu, *from);
         let n: usize = shape.iter().product();
         let m: usize = bshape.iter().product();
         let (xd, bd) = (values(n, -1.0, 1.0, 20 + i as u64), values(m, -1.0, 1.0, 30 + i as u64));
@@ -175,7 +175,7 @@ fn broadcast_operands_fuse_where_vec4_indexing_allows() {
         assert_close(&format!("{shape:?} with {bshape:?} from {from:?}"), &got, &want, 1e-6, 1e-6);
         assert_eq!(dispatches == 1, fuses, "{shape:?} with {bshape:?}: {dispatches} dispatches");
     }
-    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
+    resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Auto);
 }
 
 #[test]
@@ -253,26 +253,30 @@ fn skinny_matmuls_dot_rows_of_a_pending_expression() {
 #[test]
 fn auto_inputs_follow_the_adapter_and_the_staging_probe() {
     let gpu = private_gpu();
-    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
-    let large = resflow::gpu::TEXTURE_INPUTS_FROM;
-    assert_eq!(gpu.elementwise_inputs_for(large - 1), ElementwiseInputs::Buffers, "small tensors read buffers");
-    let probe = gpu.staging_probe();
+    resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Auto);
+    let large = resflow::fusion::TEXTURE_INPUTS_FROM;
+    assert_eq!(
+        resflow::fusion::elementwise_inputs_for(&gpu, large - 1),
+        ElementwiseInputs::Buffers,
+        "small tensors read buffers"
+    );
+    let probe = resflow::fusion::staging_probe(&gpu);
     if !gpu.is_cpu() {
         assert!(probe.is_none(), "only CPU adapters are probed");
-        assert_eq!(gpu.elementwise_inputs_for(large), ElementwiseInputs::Buffers);
+        assert_eq!(resflow::fusion::elementwise_inputs_for(&gpu, large), ElementwiseInputs::Buffers);
         return;
     }
     if std::env::var_os("RESFLOW_ELEMENTWISE").is_some() {
         assert!(probe.is_none(), "a chosen input path skips the probe");
         return;
     }
-    let p = probe.expect("a CPU adapter in Auto mode is probed at start-up");
+    let p = probe.expect("a CPU adapter in Auto mode is probed on first use");
     assert!(p.staged_ms > 0.0 && p.buffer_ms > 0.0 && p.staged_ms.is_finite() && p.buffer_ms.is_finite(), "{p:?}");
     let want = if p.staging_pays() { ElementwiseInputs::Textures } else { ElementwiseInputs::BuffersAndUniforms };
-    assert_eq!(gpu.elementwise_inputs_for(large), want, "{p:?}");
+    assert_eq!(resflow::fusion::elementwise_inputs_for(&gpu, large), want, "{p:?}");
     // An explicit choice wins over the probe, and Auto returns to it.
-    gpu.set_elementwise_inputs(ElementwiseInputs::Textures);
-    assert_eq!(gpu.elementwise_inputs_for(large), ElementwiseInputs::Textures);
-    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
-    assert_eq!(gpu.elementwise_inputs_for(large), want);
+    resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Textures);
+    assert_eq!(resflow::fusion::elementwise_inputs_for(&gpu, large), ElementwiseInputs::Textures);
+    resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Auto);
+    assert_eq!(resflow::fusion::elementwise_inputs_for(&gpu, large), want);
 }

@@ -303,7 +303,7 @@ fn optimizer_and_power_iteration_kernels_match_reference() {
 
 #[test]
 fn texture_staged_elementwise_inputs_match_buffer_inputs_bit_for_bit() {
-    use resflow::gpu::ElementwiseInputs;
+    use resflow::fusion::ElementwiseInputs;
     use resflow::{ActFn, Activation, Binary};
     // A device of its own, so switching its input mode cannot affect other tests.
     let gpu = resflow::Gpu::new(None).expect("a GPU adapter");
@@ -314,7 +314,7 @@ fn texture_staged_elementwise_inputs_match_buffer_inputs_bit_for_bit() {
         let b = Tensor::from_slice(&gpu, &values(n, 0.5, 2.0, n as u64 + 1), &[n]).unwrap();
         let beta = Tensor::from_slice(&gpu, &[0.7], &[1]).unwrap();
         let run = |mode| {
-            gpu.set_elementwise_inputs(mode);
+            resflow::testing::set_elementwise_inputs(&gpu, mode);
             let y = a.unary(Unary::Softplus);
             let outs = [
                 y.clone(),
@@ -332,5 +332,5 @@ fn texture_staged_elementwise_inputs_match_buffer_inputs_bit_for_bit() {
             }
         }
     }
-    gpu.set_elementwise_inputs(ElementwiseInputs::Auto);
+    resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Auto);
 }

@@ -44,11 +44,11 @@ fn many_ops_few_submits() {
     let gpu = private_gpu();
     // Without fusion every op is a dispatch; with it, a chain is one per MAX_OPS ops. Pending
     // work is submitted every `submit_every` dispatches (0: only by the readback).
-    let every = resflow::gpu::SUBMIT_EVERY;
+    let every = resflow::options::SUBMIT_EVERY;
     for submit_every in [0, every] {
-        gpu.set_submit_every(submit_every);
+        resflow::testing::set_submit_every(&gpu, submit_every);
         for (fused, dispatches) in [(false, 1000), (true, 1000u64.div_ceil(resflow::fusion::MAX_OPS as u64))] {
-            gpu.set_fusion(fused);
+            resflow::testing::set_fusion(&gpu, fused);
             let mut t = Tensor::full(&gpu, &[1024], 0.0);
             t.realize();
             gpu.sync();

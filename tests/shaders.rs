@@ -7,17 +7,56 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 #[test]
 fn every_shader_validates_and_translates() {
     assert!(resflow::gpu::kernels::SHADERS.len() >= 10);
-    for (name, source) in resflow::gpu::kernels::SHADERS {
-        check(name, source);
+    for (name, _) in resflow::gpu::kernels::SHADERS {
+        check(name, resflow::gpu::kernels::source(name));
     }
 }
 
 #[test]
 fn generated_elementwise_kernels_validate_and_translate() {
-    let sources = resflow::fusion::example_sources();
+    let sources = resflow::testing::example_sources();
     assert!(sources.len() >= 10);
     for (i, source) in sources.iter().enumerate() {
         check(&format!("fused example {i}"), source);
+    }
+}
+
+/// Every uniform parameter struct written by Rust has the size and field offsets of the WGSL
+/// `Params` struct its shader reads (naga's layout of the WGSL), and every WGSL member Rust
+/// does not fill is padding.
+#[test]
+fn parameter_structs_match_their_wgsl() {
+    let layouts = resflow::testing::param_layouts();
+    assert!(layouts.len() >= 15);
+    for l in &layouts {
+        let source = resflow::gpu::kernels::source(l.shader);
+        let module = naga::front::wgsl::parse_str(source).expect("shader parses");
+        let (members, span) = module
+            .types
+            .iter()
+            .find_map(|(_, t)| match (&t.name, &t.inner) {
+                (Some(n), naga::TypeInner::Struct { members, span }) if n == "Params" => Some((members, *span)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{}: no struct Params", l.shader));
+        assert_eq!(span as usize, l.size, "{}: WGSL Params is {span} bytes, Rust's {}", l.shader, l.size);
+        for (field, offset) in &l.fields {
+            assert!(
+                members.iter().any(|m| m.offset as usize == *offset),
+                "{}: Rust field {field} at {offset} matches no WGSL member",
+                l.shader
+            );
+        }
+        for m in members {
+            let name = m.name.as_deref().unwrap_or("");
+            let filled = l.fields.iter().any(|(_, o)| *o == m.offset as usize);
+            assert!(
+                filled || name.starts_with("pad"),
+                "{}: WGSL member {name} at {} is not written",
+                l.shader,
+                m.offset
+            );
+        }
     }
 }
 

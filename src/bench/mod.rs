@@ -161,9 +161,9 @@ fn peak_kernels(gpu: &Gpu, reps: usize) -> (Peaks, Vec<Row>) {
     // The same copy through the staged-texture input path of the elementwise kernels (an
     // identity op): on CPU adapters the faster way to move data, so the peak is the better one.
     let (ms, timer) = time_median(gpu, 1, reps, || {
-        gpu.set_elementwise_inputs(crate::gpu::ElementwiseInputs::Textures);
-        src.copy_by_kernel().realize();
-        gpu.set_elementwise_inputs(crate::gpu::ElementwiseInputs::Auto);
+        crate::testing::set_elementwise_inputs(gpu, crate::fusion::ElementwiseInputs::Textures);
+        crate::testing::copy_by_kernel(&src).realize();
+        crate::testing::set_elementwise_inputs(gpu, crate::fusion::ElementwiseInputs::Auto);
     });
     let staged_row = Row { kernel: "peak_copy_texture".into(), ms, timer, ..copy_row.clone() };
     let gbps = copy_row.rate().unwrap().max(staged_row.rate().unwrap());
@@ -232,7 +232,7 @@ fn overhead_row(gpu: &Gpu, reps: usize, fused: bool) -> Row {
     let x = Tensor::full(gpu, &[1024], 0.0);
     x.realize();
     let ops = 1000;
-    gpu.set_fusion(fused);
+    crate::testing::set_fusion(gpu, fused);
     let dispatches = gpu.record_stats().dispatches;
     let mut best = Vec::new();
     for _ in 0..reps.max(3) {
@@ -247,7 +247,7 @@ fn overhead_row(gpu: &Gpu, reps: usize, fused: bool) -> Row {
         best.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let per_chain = (gpu.record_stats().dispatches - dispatches) as f64 / reps.max(3) as f64;
-    gpu.set_fusion(true);
+    crate::testing::set_fusion(gpu, true);
     best.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let ms = best[best.len() / 2];
     Row {
@@ -279,10 +279,10 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
     if wanted("add_scalar") {
         emit(&with_peak(elementwise_row(gpu, "add_scalar", Unary::Affine(1.0, 1.0), reps), &peaks));
         // What packed 64-bit stores gain, in the same run (CPU adapters only).
-        if gpu.packed_stores() {
-            gpu.set_packed_stores(false);
+        if crate::fusion::packed_stores(gpu) {
+            crate::testing::set_packed_stores(gpu, false);
             let row = elementwise_row(gpu, "add_scalar_unpacked", Unary::Affine(1.0, 1.0), reps);
-            gpu.set_packed_stores(true);
+            crate::testing::set_packed_stores(gpu, true);
             emit(&with_peak(row, &peaks));
         }
     }

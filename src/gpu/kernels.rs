@@ -9,44 +9,46 @@
 /// dispatches to stay well under it.
 pub const LOOP_BUDGET: usize = 32_768;
 
-/// Every shader of the project, by name (the generated elementwise kernels of `crate::fusion`
-/// aside). The naga test validates each of them, and samples of the generated ones.
-pub const SHADERS: &[(&str, &str)] = &[
-    (
-        "broadcast",
-        concat!(include_str!("../../shaders/elementwise_ops.wgsl"), include_str!("../../shaders/broadcast.wgsl")),
-    ),
-    ("reduce", include_str!("../../shaders/reduce.wgsl")),
-    ("matmul", include_str!("../../shaders/matmul.wgsl")),
-    ("matmul_vec4", include_str!("../../shaders/matmul_vec4.wgsl")),
-    ("matmul_texture", include_str!("../../shaders/matmul_texture.wgsl")),
-    ("texture_stage", include_str!("../../shaders/texture_stage.wgsl")),
-    ("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")),
-    ("strided_copy", include_str!("../../shaders/strided_copy.wgsl")),
-    ("random", include_str!("../../shaders/random.wgsl")),
-    ("peak", include_str!("../../shaders/peak.wgsl")),
-    ("conv_stage_input", include_str!("../../shaders/conv_stage_input.wgsl")),
-    ("conv_stage_weight", include_str!("../../shaders/conv_stage_weight.wgsl")),
-    ("conv_stage_output", include_str!("../../shaders/conv_stage_output.wgsl")),
-    ("conv_gemm", include_str!("../../shaders/conv_gemm.wgsl")),
-    ("conv_grad_weight", include_str!("../../shaders/conv_grad_weight.wgsl")),
-    ("squeeze", include_str!("../../shaders/squeeze.wgsl")),
-    (
-        "power_iteration",
-        concat!(include_str!("../../shaders/workgroup_sum.wgsl"), include_str!("../../shaders/power_iteration.wgsl")),
-    ),
-    (
-        "power_iteration_vec4",
-        concat!(
-            include_str!("../../shaders/workgroup_sum.wgsl"),
-            include_str!("../../shaders/power_iteration_vec4.wgsl")
-        ),
-    ),
-    ("adam", include_str!("../../shaders/adam.wgsl")),
+/// Every kernel shader of the project, by name, as the files it is made of (grouped by op
+/// family under `shaders/`). A file of functions that several kernels share comes first. The
+/// naga test validates each of them, and samples of the generated kernels.
+pub const SHADERS: &[(&str, &[&str])] = &[
+    ("broadcast", &[ELEMENTWISE_OPS, include_str!("../../shaders/elementwise/broadcast.wgsl")]),
+    ("reduce", &[include_str!("../../shaders/reduce/reduce.wgsl")]),
+    ("matmul", &[include_str!("../../shaders/matmul/matmul.wgsl")]),
+    ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
+    ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
+    ("texture_stage", &[include_str!("../../shaders/matmul/texture_stage.wgsl")]),
+    ("matmul_tiled", &[include_str!("../../shaders/matmul/matmul_tiled.wgsl")]),
+    ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
+    ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
+    ("random", &[include_str!("../../shaders/random/random.wgsl")]),
+    ("peak", &[include_str!("../../shaders/bench/peak.wgsl")]),
+    ("conv_stage_input", &[include_str!("../../shaders/conv/conv_stage_input.wgsl")]),
+    ("conv_stage_weight", &[include_str!("../../shaders/conv/conv_stage_weight.wgsl")]),
+    ("conv_stage_output", &[include_str!("../../shaders/conv/conv_stage_output.wgsl")]),
+    ("conv_gemm", &[include_str!("../../shaders/conv/conv_gemm.wgsl")]),
+    ("conv_grad_weight", &[include_str!("../../shaders/conv/conv_grad_weight.wgsl")]),
+    ("power_iteration", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration.wgsl")]),
+    ("power_iteration_vec4", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration_vec4.wgsl")]),
+    ("adam", &[include_str!("../../shaders/adam/adam.wgsl")]),
 ];
 
+/// Libraries of functions without an entry point, which generated kernels start with.
+pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OPS])];
+
+const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwise_ops.wgsl");
+const WORKGROUP_SUM: &str = include_str!("../../shaders/power_iteration/workgroup_sum.wgsl");
+
+/// The text of the shader or library `name`: the op codes as WGSL constants (the one table in
+/// `crate::ops::op_code_constants`, so Rust and WGSL cannot disagree), then its files.
 pub fn source(name: &str) -> &'static str {
-    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or_else(|| panic!("no shader named {name}"))
+    static SOURCES: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> = std::sync::OnceLock::new();
+    let sources = SOURCES.get_or_init(|| {
+        let header = crate::ops::op_code_constants();
+        SHADERS.iter().chain(LIBRARIES).map(|(n, files)| (*n, format!("{header}{}", files.concat()))).collect()
+    });
+    sources.get(name).map(String::as_str).unwrap_or_else(|| panic!("no shader named {name}"))
 }
 
 /// One binding of a kernel after its uniform parameters.
@@ -73,7 +75,8 @@ pub enum Slot {
 #[derive(Debug, Clone)]
 pub struct KernelSpec {
     pub shader: &'static str,
-    /// The text of a generated kernel (`crate::fusion`), appended to the op library.
+    /// The text of a generated kernel, compiled after `shader`'s text (a library of functions
+    /// the generated text calls; see [`KernelSpec::generated`]).
     pub generated: Option<std::sync::Arc<str>>,
     pub entry: &'static str,
     pub slots: Vec<Slot>,
@@ -90,9 +93,10 @@ impl KernelSpec {
     pub fn with_slots(shader: &'static str, entry: &'static str, slots: Vec<Slot>) -> Self {
         KernelSpec { shader, entry, slots, constants: Vec::new(), generated: None }
     }
-    /// A generated elementwise kernel (entry `main`) over `slots`.
-    pub fn generated(body: String, slots: Vec<Slot>) -> Self {
-        KernelSpec { generated: Some(body.into()), ..KernelSpec::with_slots("fused", "main", slots) }
+    /// A generated kernel (entry `main`) over `slots`: `library`'s text followed by `body`.
+    /// Cached by `library`'s name and `body`.
+    pub fn generated(library: &'static str, body: String, slots: Vec<Slot>) -> Self {
+        KernelSpec { generated: Some(body.into()), ..KernelSpec::with_slots(library, "main", slots) }
     }
     pub fn with(mut self, name: &'static str, value: f64) -> Self {
         self.constants.push((name, value));
@@ -100,7 +104,7 @@ impl KernelSpec {
     }
     pub(crate) fn cache_key(&self) -> String {
         if let Some(body) = &self.generated {
-            return format!("fused:{body}");
+            return format!("{}+{body}", self.shader);
         }
         let mut key = format!("{}:{}", self.shader, self.entry);
         for (n, v) in &self.constants {
@@ -179,7 +183,7 @@ pub(crate) fn compile(
     runtime_checks: bool,
 ) -> Kernel {
     let text: std::borrow::Cow<'_, str> = match &spec.generated {
-        Some(body) => format!("{}{body}", crate::fusion::LIBRARY).into(),
+        Some(body) => format!("{}{body}", source(spec.shader)).into(),
         None => source(spec.shader).into(),
     };
     let desc = wgpu::ShaderModuleDescriptor { label: Some(spec.shader), source: wgpu::ShaderSource::Wgsl(text) };

@@ -5,7 +5,7 @@
 use super::{DeviceBuffer, Gpu};
 
 /// Texels per row and rows per layer of a flat texture (the fused kernels' `flat_xy` and `flat_layer` in
-/// `shaders/elementwise_ops.wgsl` and their generated loads agree).
+/// `shaders/elementwise/elementwise_ops.wgsl` and their generated loads agree).
 pub const FLAT_WIDTH: u32 = 1024;
 pub const FLAT_ROWS: u32 = 1024;
 

@@ -18,7 +18,7 @@ impl GpuTimer {
     /// sync is the honest measure there.
     pub fn new(gpu: &Gpu) -> Option<GpuTimer> {
         let needed = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        if !gpu.features().contains(needed) || gpu.is_cpu() || std::env::var_os("RESFLOW_WALLCLOCK").is_some() {
+        if !gpu.features().contains(needed) || gpu.is_cpu() || crate::options::RuntimeOptions::get().wallclock {
             return None;
         }
         let device = &gpu.inner.device;

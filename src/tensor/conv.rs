@@ -1,6 +1,6 @@
 //! The GPU convolution and squeeze ops.
 //!
-//! Convolutions are implicit GEMMs over staged textures (see `shaders/conv_*.wgsl`): the input
+//! Convolutions are implicit GEMMs over staged textures (see `shaders/conv/`): the input
 //! goes into a zero-bordered, channel-packed texture once, the weights into a [rows, taps·C]
 //! texture, and the GEMM reads shifted windows straight from the input texture. Textures are
 //! used on every adapter: on real GPUs they are cached reads, and on lavapipe they are the only
@@ -222,4 +222,15 @@ impl Tensor {
         );
         out
     }
+}
+
+pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
+    use super::ParamLayout;
+    vec![
+        ParamLayout::words("conv_stage_input", 8, &[0, 1, 2, 3, 4, 5, 6]),
+        ParamLayout::words("conv_stage_weight", 8, &[0, 1, 2, 3, 4]),
+        ParamLayout::words("conv_gemm", 8, &[0, 1, 2, 3, 4, 5, 6, 7]),
+        ParamLayout::words("conv_stage_output", 8, &[0, 1, 2, 3, 4, 5]),
+        ParamLayout::words("conv_grad_weight", 8, &[0, 1, 2, 3, 4, 5, 6, 7]),
+    ]
 }
