@@ -1,5 +1,5 @@
 //! The activations of the Lipschitz networks and the derivative pieces their VJPs need
-//! (DESIGN.md §2): LipSwish with a learnable β, and ELU and softplus for the ablations.
+//! (docs/DESIGN.md §2): LipSwish with a learnable β, and ELU and softplus for the ablations.
 
 /// Which activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,13 @@ use crate::fusion::{self, ElementwiseInputs};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
+/// Runs the one-time work the engine does on first use of a device (the CPU adapters' staging
+/// probe), so that dispatch counts, submits and memory peaks measured afterwards are those of
+/// the ops alone.
+pub fn settle(gpu: &Gpu) {
+    fusion::staging_probe(gpu);
+}
+
 /// Turns elementwise fusion on (up to `fusion::MAX_OPS` ops per kernel) or off (one op per
 /// kernel, as `RESFLOW_FUSION=0` does).
 pub fn set_fusion(gpu: &Gpu, on: bool) {

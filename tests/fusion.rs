@@ -11,7 +11,9 @@ use resflow::{Binary, CpuTensor, Gpu, Tensor, TensorOps, Unary};
 
 /// A device of this file's own: the tests switch fusion on and off and count dispatches.
 fn private_gpu() -> Gpu {
-    Gpu::new(None).unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}"))
+    let gpu = Gpu::new(None).unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}"));
+    resflow::testing::settle(&gpu);
+    gpu
 }
 
 /// A mixed expression: unary ops with and without parameters, binary ops, a lerp, a unary

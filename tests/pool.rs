@@ -6,7 +6,9 @@ use resflow::{Dist, Tape, Tensor, TensorOps, Unary};
 /// A device of this test's own: the counters must not see the other tests' work, which runs
 /// in parallel on the shared device.
 fn private_gpu() -> resflow::Gpu {
-    resflow::Gpu::new(None).unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}"))
+    let gpu = resflow::Gpu::new(None).unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}"));
+    resflow::testing::settle(&gpu);
+    gpu
 }
 
 /// One small training-like step: forward, backward, readback of the loss.

@@ -48,6 +48,8 @@ pub fn configurations(paper_batch: usize) -> Vec<(&'static str, ImageConfig)> {
 /// Median seconds per step over `reps` steps after one warm-up step (ActNorm initialisation,
 /// kernel compilation and the first full power iterations happen there).
 pub fn run(gpu: &Gpu, data_dir: &Path, which: &[String], paper_batch: usize, reps: usize) -> Vec<Row> {
+    // One-time device work (the staging probe) before anything is timed or its memory counted.
+    crate::testing::settle(gpu);
     let (data, source) = mnist_or_synthetic(data_dir);
     configurations(paper_batch)
         .into_iter()

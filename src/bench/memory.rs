@@ -117,6 +117,8 @@ fn step(gpu: &Gpu, store: &ParamStore<Tensor>, flow: &Flow<Tensor>, x: &Tensor, 
 /// Runs every (model, mode, terms) cell. One warm-up step per model compiles the kernels;
 /// peaks count live bytes, so a warm pool does not change them.
 pub fn run(gpu: &Gpu, models: &[Model], terms: &[usize], mut emit: impl FnMut(&MemoryRow)) {
+    // One-time device work (the staging probe) before anything is timed or its memory counted.
+    crate::testing::settle(gpu);
     for &model in models {
         let (store, flow, x) = build(gpu, model, GradMode::Neumann, 1);
         step(gpu, &store, &flow, &x, 1);

@@ -263,6 +263,8 @@ fn overhead_row(gpu: &Gpu, reps: usize, fused: bool) -> Row {
 
 /// Which rows to run: the kernel name must contain `filter` (empty = all).
 pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
+    // One-time device work (the staging probe) before anything is timed or its memory counted.
+    crate::testing::settle(gpu);
     let wanted = |k: &str| filter.is_empty() || k.contains(filter);
     let (peaks, peak_rows) = peak_kernels(gpu, reps);
     for r in &peak_rows {
@@ -369,6 +371,8 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
 /// 2-64-64-64-2, batch 256, Adam), with the exact 2×2 log-det and with the unbiased estimator.
 /// A step that fails (a non-finite loss) ends the bench with its error.
 pub fn toy_step(gpu: &Gpu, reps: usize) -> Result<Vec<Row>, crate::toy::ToyError> {
+    // One-time device work (the staging probe) before anything is timed or its memory counted.
+    crate::testing::settle(gpu);
     use crate::toy::{ToyConfig, ToyRun};
     ["exact", "unbiased"]
         .iter()

@@ -1,6 +1,6 @@
 //! Image datasets: MNIST and Fashion-MNIST from IDX files, and the 8×8 digits of scikit-learn
 //! (embedded in the binary, so quick runs and tests need nothing fetched), with uniform
-//! dequantisation (DESIGN.md §2).
+//! dequantisation (docs/DESIGN.md §2).
 
 use std::io::Read;
 use std::path::Path;

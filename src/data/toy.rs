@@ -1,4 +1,4 @@
-//! The 2-D toy densities of the Residual Flows paper (DESIGN.md §2), generated with a seeded
+//! The 2-D toy densities of the Residual Flows paper (docs/DESIGN.md §2), generated with a seeded
 //! RNG, and user-supplied CSV files of 2-D points.
 
 use std::f64::consts::PI;

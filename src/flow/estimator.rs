@@ -1,4 +1,4 @@
-//! The log-determinant estimators of a residual block (DESIGN.md §2).
+//! The log-determinant estimators of a residual block (docs/DESIGN.md §2).
 //!
 //! log det(I + J) = Σ_{k≥1} (−1)^{k+1}/k · tr(J^k), with Hutchinson traces vᵀJ^k v. The number of
 //! terms is fixed (truncated, the biased i-ResNet estimator) or a Russian-roulette draw
@@ -130,7 +130,7 @@ impl Estimator {
         }
     }
 
-    /// The evaluation variant: 20 exact terms plus the unbiased rest (DESIGN.md).
+    /// The evaluation variant: 20 exact terms plus the unbiased rest (docs/DESIGN.md §2.7).
     pub fn for_evaluation(&self) -> Estimator {
         match *self {
             Estimator::Unbiased { roulette, .. } => Estimator::Unbiased { roulette, exact_terms: 20 },

@@ -1,4 +1,4 @@
-//! The logit transform of image flows (DESIGN.md §2): s = α + (1 − 2α)x, y = log s − log(1 − s),
+//! The logit transform of image flows (docs/DESIGN.md §2): s = α + (1 − 2α)x, y = log s − log(1 − s),
 //! log-det Σ[−log(s(1 − s)) + log(1 − 2α)]. It maps dequantised pixels in [0, 1] to ℝ, where
 //! the residual blocks work; α keeps the ends finite.
 

@@ -1,5 +1,5 @@
 //! The invertible residual block y = x + g(x) with its log-det estimators, gradient modes and
-//! fixed-point inverse (DESIGN.md §2).
+//! fixed-point inverse (docs/DESIGN.md §2).
 //!
 //! Gradient modes:
 //! - `Naive`: every power-series term is recorded; memory grows with the number of terms.

@@ -1,4 +1,4 @@
-//! Generalised spectral normalisation with induced mixed norms ‖W‖_{p→q} (DESIGN.md §2).
+//! Generalised spectral normalisation with induced mixed norms ‖W‖_{p→q} (docs/DESIGN.md §2).
 //!
 //! ‖W‖_{p→q} = max_{‖x‖_p = 1} ‖Wx‖_q, estimated by the dual-map power iteration
 //!   y = Wx,  z = sign(y)|y|^{q−1} / ‖·‖_{q*},  w = Wᵀz,  x = sign(w)|w|^{p*−1} / ‖·‖_p,

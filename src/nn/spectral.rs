@@ -1,4 +1,4 @@
-//! Spectral normalisation by power iteration (DESIGN.md §2).
+//! Spectral normalisation by power iteration (docs/DESIGN.md §2).
 //!
 //! Persistent vectors u, v live in the parameter store (non-trainable). The iteration runs off
 //! the tape, on the device; only σ is read back, and only when asked (or, in tolerance mode,

@@ -9,7 +9,10 @@ use resflow::{CpuTensor, Gpu, Tensor, TensorOps};
 /// The shared GPU. Tests never skip: without an adapter they fail with the fix in the message.
 pub fn gpu() -> Gpu {
     match Gpu::shared() {
-        Ok(g) => g,
+        Ok(g) => {
+            resflow::testing::settle(&g);
+            g
+        }
         Err(e) => panic!("these tests need a GPU adapter: {e}"),
     }
 }
