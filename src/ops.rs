@@ -171,6 +171,19 @@ pub enum Reduce {
     LogSumExp,
 }
 
+impl Reduce {
+    /// The reductions of the reduce kernel by WGSL name (a mean is a scaled sum); its `OP`
+    /// is the index here.
+    pub const KERNEL_OPS: [(Reduce, &'static str); 3] =
+        [(Reduce::Sum, "REDUCE_SUM"), (Reduce::Max, "REDUCE_MAX"), (Reduce::LogSumExp, "REDUCE_LOG_SUM_EXP")];
+
+    /// The reduce kernel's `OP` for this reduction.
+    pub fn kernel_code(self) -> u32 {
+        let op = if self == Reduce::Mean { Reduce::Sum } else { self };
+        Self::KERNEL_OPS.iter().position(|(r, _)| *r == op).expect("every kernel reduction is listed") as u32
+    }
+}
+
 /// Hyper-parameters of one Adam step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamStep {
@@ -210,6 +223,22 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
         s[i] = s[i + 1] * shape[i + 1];
     }
     s
+}
+
+/// `[outer, n, inner]` sizes around `axis`.
+pub fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    assert!(axis < shape.len(), "axis {axis} out of range for shape {shape:?}");
+    (numel(&shape[..axis]), shape[axis], numel(&shape[axis + 1..]))
+}
+
+pub fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    if keepdim {
+        out[axis] = 1;
+    } else {
+        out.remove(axis);
+    }
+    out
 }
 
 /// The broadcast of two shapes (numpy rules), or an error naming both.
@@ -448,7 +477,7 @@ pub fn unsqueeze_shape(x: &[usize]) -> Vec<usize> {
     vec![x[0], x[1] / 4, x[2] * 2, x[3] * 2]
 }
 
-/// The op codes of every elementwise op and activation as WGSL `const` declarations. Every
+/// The op codes of every elementwise op, activation and kernel reduction as WGSL `const` declarations. Every
 /// shader starts with them (`gpu::kernels::source`), so the WGSL switches and the Rust codes
 /// come from the same tables.
 pub fn op_code_constants() -> String {
@@ -467,5 +496,29 @@ pub fn op_code_constants() -> String {
     for (f, name) in ActFn::TABLE {
         push(format!("ACT_FN_{name}"), f.code());
     }
+    for (r, name) in Reduce::KERNEL_OPS {
+        push(name.into(), r.kernel_code());
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_codes_are_the_table_indices_and_names_are_unique() {
+        for (i, (op, _)) in Unary::TABLE.iter().enumerate() {
+            assert_eq!(op.code() as usize, i);
+        }
+        for (i, (op, _)) in Binary::TABLE.iter().enumerate() {
+            assert_eq!(op.code() as usize, i);
+        }
+        assert_eq!(Unary::Affine(2.0, 3.0).code(), Unary::Affine(0.0, 0.0).code(), "parameters do not change the code");
+        let text = op_code_constants();
+        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("const ")?.split(':').next()).collect();
+        let unique: std::collections::HashSet<&&str> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "duplicate WGSL names in {text}");
+        assert!(text.contains("const BINARY_LERP: u32 = 7u;") && text.contains("const UNARY_SIGNED_POW: u32 = 13u;"));
+    }
 }

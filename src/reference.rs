@@ -2,8 +2,8 @@
 //! for the kernel tests and, through the shared VJP rules, for the finite-difference checks.
 
 use crate::ops::{
-    self, broadcast_shape, broadcast_strides, numel, strides, ActFn, Activation, Binary, Dist, Reduce, ShapeError,
-    TensorOps, Unary,
+    self, broadcast_shape, broadcast_strides, numel, reduced_shape, split_axis, strides, ActFn, Activation, Binary,
+    Dist, Reduce, ShapeError, TensorOps, Unary,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,20 +305,4 @@ fn for_each_tap(x: &[usize], w: &[usize], mut f: impl FnMut(usize, usize, usize)
             }
         }
     }
-}
-
-/// `[outer, n, inner]` sizes around `axis`.
-pub fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    assert!(axis < shape.len(), "axis {axis} out of range for shape {shape:?}");
-    (numel(&shape[..axis]), shape[axis], numel(&shape[axis + 1..]))
-}
-
-pub fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Vec<usize> {
-    let mut out = shape.to_vec();
-    if keepdim {
-        out[axis] = 1;
-    } else {
-        out.remove(axis);
-    }
-    out
 }

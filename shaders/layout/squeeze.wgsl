@@ -1,5 +1,5 @@
 // Squeeze (space-to-depth ×2) and its inverse on NCHW:
-//   out[b, 4c + 2i + j, h, w] = in[b, c, 2h + i, 2w + j]      (DESIGN.md §2)
+//   out[b, 4c + 2i + j, h, w] = in[b, c, 2h + i, 2w + j]      (docs/DESIGN.md §2)
 // One invocation per element of the squeezed tensor; INVERSE swaps source and destination.
 
 struct Params { n: u32, c: u32, h: u32, w: u32 } // squeezed: [?, 4c, h, w]; n = its element count

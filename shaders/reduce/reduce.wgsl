@@ -1,6 +1,6 @@
 // Reductions of x viewed as [outer, n, inner] along n, optionally in `segs` segments of
 // `seg_len` (a first pass of a two-pass reduction): y is [outer, segs, inner].
-// OP 0 = sum (times `scale`), 1 = max, 2 = log-sum-exp. Partial results of all three combine
+// OP: REDUCE_SUM (times `scale`), REDUCE_MAX or REDUCE_LOG_SUM_EXP (the op-code constants). Partial results of all three combine
 // with the same op, which is what makes the two-pass scheme exact.
 
 struct Params { outer: u32, n: u32, inner: u32, seg_len: u32, segs: u32, scale: f32, pad0: u32, pad1: u32 }
@@ -15,14 +15,14 @@ const NEG_INF: f32 = -3.4028235e38;
 struct Acc { m: f32, s: f32 }
 
 fn acc_init() -> Acc {
-    if OP == 0u { return Acc(0.0, 0.0); }
+    if OP == REDUCE_SUM { return Acc(0.0, 0.0); }
     return Acc(NEG_INF, 0.0);
 }
 
 fn acc_push(acc: Acc, v: f32) -> Acc {
     switch OP {
-        case 0u: { return Acc(acc.m + v, 0.0); }
-        case 1u: { return Acc(max(acc.m, v), 0.0); }
+        case REDUCE_SUM: { return Acc(acc.m + v, 0.0); }
+        case REDUCE_MAX: { return Acc(max(acc.m, v), 0.0); }
         default: {
             // Online log-sum-exp: running max m and sum s of exp(x - m).
             if v > acc.m { return Acc(v, acc.s * exp(acc.m - v) + 1.0); }
@@ -33,8 +33,8 @@ fn acc_push(acc: Acc, v: f32) -> Acc {
 
 fn acc_merge(a: Acc, b: Acc) -> Acc {
     switch OP {
-        case 0u: { return Acc(a.m + b.m, 0.0); }
-        case 1u: { return Acc(max(a.m, b.m), 0.0); }
+        case REDUCE_SUM: { return Acc(a.m + b.m, 0.0); }
+        case REDUCE_MAX: { return Acc(max(a.m, b.m), 0.0); }
         default: {
             let m = max(a.m, b.m);
             if m == NEG_INF { return a; }
@@ -45,8 +45,8 @@ fn acc_merge(a: Acc, b: Acc) -> Acc {
 
 fn acc_value(acc: Acc) -> f32 {
     switch OP {
-        case 0u: { return acc.m * p.scale; }
-        case 1u: { return acc.m; }
+        case REDUCE_SUM: { return acc.m * p.scale; }
+        case REDUCE_MAX: { return acc.m; }
         default: { return acc.m + log(acc.s); }
     }
 }

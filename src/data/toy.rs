@@ -97,22 +97,7 @@ impl ToyDataset {
                     [2.0 * x1, 2.0 * x2]
                 })
                 .collect(),
-            ToyDataset::TwoSpirals => {
-                let half = n / 2;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..half {
-                    let t = uniform(rng).sqrt() * 540.0 * 2.0 * PI / 360.0;
-                    let dx = -t.cos() * t + uniform(rng) * 0.5;
-                    let dy = t.sin() * t + uniform(rng) * 0.5;
-                    v.push([dx, dy]);
-                }
-                let mirrored: Vec<[f64; 2]> = v.iter().map(|p| [-p[0], -p[1]]).collect();
-                v.extend(mirrored);
-                while v.len() < n {
-                    v.push(v[0]);
-                }
-                v.iter().map(|p| [p[0] / 3.0 + 0.1 * normal(rng), p[1] / 3.0 + 0.1 * normal(rng)]).collect()
-            }
+            ToyDataset::TwoSpirals => two_spirals(n, rng),
             ToyDataset::Pinwheel => (0..n)
                 .map(|i| {
                     let arm = (i % 5) as f64;
@@ -123,47 +108,9 @@ impl ToyDataset {
                     [2.0 * (f0 * c - f1 * s), 2.0 * (f0 * s + f1 * c)]
                 })
                 .collect(),
-            ToyDataset::Rings => {
-                let quarter = n / 4;
-                let counts = [n - 3 * quarter, quarter, quarter, quarter];
-                let radii = [1.0, 0.75, 0.5, 0.25];
-                let mut v = Vec::with_capacity(n);
-                for (count, r) in counts.iter().zip(radii) {
-                    for j in 0..*count {
-                        let t = 2.0 * PI * j as f64 / *count as f64;
-                        v.push([3.0 * r * t.cos() + 0.08 * normal(rng), 3.0 * r * t.sin() + 0.08 * normal(rng)]);
-                    }
-                }
-                v
-            }
-            ToyDataset::Moons => {
-                let outer = n / 2;
-                let inner = n - outer;
-                let mut v = Vec::with_capacity(n);
-                for j in 0..outer {
-                    let t = PI * j as f64 / (outer.max(2) - 1) as f64;
-                    v.push([t.cos(), t.sin()]);
-                }
-                for j in 0..inner {
-                    let t = PI * j as f64 / (inner.max(2) - 1) as f64;
-                    v.push([1.0 - t.cos(), 1.0 - t.sin() - 0.5]);
-                }
-                v.iter()
-                    .map(|p| [2.0 * (p[0] + 0.1 * normal(rng)) - 1.0, 2.0 * (p[1] + 0.1 * normal(rng)) - 0.2])
-                    .collect()
-            }
-            ToyDataset::Circles => {
-                let outer = n / 2;
-                let inner = n - outer;
-                let mut v = Vec::with_capacity(n);
-                for (count, r) in [(outer, 1.0), (inner, 0.5)] {
-                    for j in 0..count {
-                        let t = 2.0 * PI * j as f64 / count as f64;
-                        v.push([3.0 * (r * t.cos() + 0.08 * normal(rng)), 3.0 * (r * t.sin() + 0.08 * normal(rng))]);
-                    }
-                }
-                v
-            }
+            ToyDataset::Rings => rings(n, rng),
+            ToyDataset::Moons => moons(n, rng),
+            ToyDataset::Circles => circles(n, rng),
             ToyDataset::SwissRoll => (0..n)
                 .map(|_| {
                     let t = 1.5 * PI * (1.0 + 2.0 * uniform(rng));
@@ -174,6 +121,69 @@ impl ToyDataset {
         shuffle(&mut pts, rng);
         pts.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect()
     }
+}
+
+/// Two interleaved spirals, one the mirror image of the other.
+fn two_spirals(n: usize, rng: &mut StdRng) -> Vec<[f64; 2]> {
+    let half = n / 2;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..half {
+        let t = uniform(rng).sqrt() * 540.0 * 2.0 * PI / 360.0;
+        let dx = -t.cos() * t + uniform(rng) * 0.5;
+        let dy = t.sin() * t + uniform(rng) * 0.5;
+        v.push([dx, dy]);
+    }
+    let mirrored: Vec<[f64; 2]> = v.iter().map(|p| [-p[0], -p[1]]).collect();
+    v.extend(mirrored);
+    while v.len() < n {
+        v.push(v[0]);
+    }
+    v.iter().map(|p| [p[0] / 3.0 + 0.1 * normal(rng), p[1] / 3.0 + 0.1 * normal(rng)]).collect()
+}
+
+/// Four concentric rings, the outermost holding the remainder.
+fn rings(n: usize, rng: &mut StdRng) -> Vec<[f64; 2]> {
+    let quarter = n / 4;
+    let counts = [n - 3 * quarter, quarter, quarter, quarter];
+    let radii = [1.0, 0.75, 0.5, 0.25];
+    let mut v = Vec::with_capacity(n);
+    for (count, r) in counts.iter().zip(radii) {
+        for j in 0..*count {
+            let t = 2.0 * PI * j as f64 / *count as f64;
+            v.push([3.0 * r * t.cos() + 0.08 * normal(rng), 3.0 * r * t.sin() + 0.08 * normal(rng)]);
+        }
+    }
+    v
+}
+
+/// Two interleaving half circles.
+fn moons(n: usize, rng: &mut StdRng) -> Vec<[f64; 2]> {
+    let outer = n / 2;
+    let inner = n - outer;
+    let mut v = Vec::with_capacity(n);
+    for j in 0..outer {
+        let t = PI * j as f64 / (outer.max(2) - 1) as f64;
+        v.push([t.cos(), t.sin()]);
+    }
+    for j in 0..inner {
+        let t = PI * j as f64 / (inner.max(2) - 1) as f64;
+        v.push([1.0 - t.cos(), 1.0 - t.sin() - 0.5]);
+    }
+    v.iter().map(|p| [2.0 * (p[0] + 0.1 * normal(rng)) - 1.0, 2.0 * (p[1] + 0.1 * normal(rng)) - 0.2]).collect()
+}
+
+/// Two concentric circles.
+fn circles(n: usize, rng: &mut StdRng) -> Vec<[f64; 2]> {
+    let outer = n / 2;
+    let inner = n - outer;
+    let mut v = Vec::with_capacity(n);
+    for (count, r) in [(outer, 1.0), (inner, 0.5)] {
+        for j in 0..count {
+            let t = 2.0 * PI * j as f64 / count as f64;
+            v.push([3.0 * (r * t.cos() + 0.08 * normal(rng)), 3.0 * (r * t.sin() + 0.08 * normal(rng))]);
+        }
+    }
+    v
 }
 
 /// Why a CSV file could not be read.

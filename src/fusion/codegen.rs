@@ -391,3 +391,44 @@ pub(super) fn row_matmul_source(
     src.push_str("}\n");
     src
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp_times_scalar() -> (Node, Vec<(Slot, Role)>) {
+        let node =
+            Node::Binary(Binary::Mul, Node::Unary(Unary::Exp, Node::Input(0).into()).into(), Node::Input(1).into());
+        (node, vec![(Slot::ReadOnly, Role::Full), (Slot::Uniform, Role::broadcast(1, 1))])
+    }
+
+    #[test]
+    fn a_chain_becomes_one_value_function_over_its_inputs() {
+        let (node, kinds) = exp_times_scalar();
+        let mut consts = Vec::new();
+        let src = generate(&node, &kinds, &mut consts, 1, false);
+        assert!(consts.is_empty(), "no scalar constants in this expression");
+        assert!(src.contains("@group(0) @binding(1) var<storage, read> in0: array<vec4<f32>>;"), "{src}");
+        assert!(src.contains("@group(0) @binding(2) var<uniform> in1: array<vec4<f32>, 1>;"), "{src}");
+        assert!(src.contains("@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;"), "{src}");
+        assert!(src.contains("let x0 = in0[i];") && src.contains("let x1 = vec4<f32>(in1[0u][0u]);"), "{src}");
+        assert!(src.contains("unary_op(UNARY_EXP, x0, 0.0, 0.0)") && src.contains("binary_op(BINARY_MUL,"), "{src}");
+        assert!(src.contains("out[i] = value(i);"), "{src}");
+    }
+
+    #[test]
+    fn constants_travel_in_the_uniform_and_packed_stores_pair_vec4s() {
+        let node = Node::Unary(Unary::Affine(2.0, 0.5), Node::Input(0).into());
+        let mut consts = Vec::new();
+        let src = generate(&node, &[(Slot::ReadOnly, Role::Full)], &mut consts, 4, true);
+        assert_eq!(consts, vec![2.0, 0.5]);
+        assert!(src.contains("unary_op(UNARY_AFFINE, x0, p.c[0][0], p.c[0][1])"), "{src}");
+        assert!(
+            src.contains("array<vec4<u64>>") && src.contains("out[i / 2u] = pack_pair(value(i), second);"),
+            "{src}"
+        );
+        // The same structure with other constants is the same kernel text.
+        let other = Node::Unary(Unary::Affine(-1.0, 3.0), Node::Input(0).into());
+        assert_eq!(src, generate(&other, &[(Slot::ReadOnly, Role::Full)], &mut Vec::new(), 4, true));
+    }
+}

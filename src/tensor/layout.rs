@@ -8,8 +8,8 @@ use super::Tensor;
 use crate::fusion::{Node, Operand, Role};
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::KernelSpec;
+use crate::ops::split_axis;
 use crate::ops::{broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, strides, ShapeError, TensorOps};
-use crate::reference::split_axis;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

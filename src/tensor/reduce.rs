@@ -9,8 +9,8 @@ use super::Tensor;
 use crate::fusion::{self, Storage};
 use crate::gpu::kernels::{grid_1d, LOOP_BUDGET};
 use crate::gpu::KernelSpec;
+use crate::ops::{reduced_shape, split_axis};
 use crate::ops::{Reduce, TensorOps};
-use crate::reference::{reduced_shape, split_axis};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -47,12 +47,8 @@ impl Tensor {
 
     fn reduce_unfused(&self, op: Reduce, outer: usize, n: usize, inner: usize) -> Tensor {
         let outputs = outer * inner;
-        let (code, scale) = match op {
-            Reduce::Sum => (0, 1.0),
-            Reduce::Mean => (0, 1.0 / n as f32),
-            Reduce::Max => (1, 1.0),
-            Reduce::LogSumExp => (2, 1.0),
-        };
+        let code = op.kernel_code();
+        let scale = if op == Reduce::Mean { 1.0 / n as f32 } else { 1.0 };
         // Few outputs over a long axis: split the axis into segments reduced by whole
         // workgroups, then reduce the partial results (all three ops compose exactly). Segments
         // also keep each invocation's loop within LOOP_BUDGET.
