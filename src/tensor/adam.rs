@@ -19,6 +19,7 @@ struct AdamParams {
     pad: [u32; 3],
 }
 
+/// One Adam step: new parameters and moments from `grad`, the moments and the clip factor.
 pub(super) fn adam_step(
     a: &Tensor,
     grad: &Tensor,

@@ -11,15 +11,21 @@ use crate::ops::{
     broadcast_shape, broadcast_strides, numel, pad4, pad4_strides, ActFn, Activation, Binary, ShapeError, Unary,
 };
 
+/// `op` applied to every element (lazy).
 pub(super) fn unary(a: &Tensor, op: Unary) -> Tensor {
     a.fused(&a.shape, &[a], |mut k| Node::Unary(op, k.remove(0).into()))
 }
+
+/// gy · f'(x) for the unary op f, given x, y = f(x) and gy (lazy).
 pub(super) fn unary_grad(op: Unary, x: &Tensor, y: &Tensor, gy: &Tensor) -> Tensor {
     x.fused(&x.shape, &[x, y, gy], |k| {
         let [x, y, gy]: [Node; 3] = k.try_into().expect("three operands");
         Node::UnaryGrad(op, [x.into(), y.into(), gy.into()])
     })
 }
+
+/// `a op b` with broadcasting: lazy where a fused kernel can read both operands, else the
+/// broadcast kernel.
 pub(super) fn try_binary(a: &Tensor, op: Binary, other: &Tensor) -> Result<Tensor, ShapeError> {
     let shape = broadcast_shape(&a.shape, &other.shape)?;
     if Role::of(&a.shape, &shape).is_some() && Role::of(&other.shape, &shape).is_some() {
@@ -47,6 +53,8 @@ pub(super) fn try_binary(a: &Tensor, op: Binary, other: &Tensor) -> Result<Tenso
     );
     Ok(out)
 }
+
+/// A piece `f` of activation `act` at `a` (with β where it has one), times `gy` if given (lazy).
 pub(super) fn activation(a: &Tensor, act: Activation, f: ActFn, beta: Option<&Tensor>, gy: Option<&Tensor>) -> Tensor {
     let mut operands = vec![a];
     operands.extend(beta);
@@ -60,6 +68,8 @@ pub(super) fn activation(a: &Tensor, act: Activation, f: ActFn, beta: Option<&Te
         Node::Activation { act, f, x, beta, gy }
     })
 }
+
+/// a + t·(b − a) (lazy).
 pub(super) fn lerp(a: &Tensor, other: &Tensor, t: f32) -> Tensor {
     assert_eq!(a.shape, other.shape, "lerp of {:?} and {:?}", a.shape, other.shape);
     a.fused(&a.shape, &[a, other], |mut k| {

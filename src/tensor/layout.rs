@@ -47,12 +47,15 @@ impl Tensor {
     }
 }
 
+/// The same storage under another shape of as many elements.
 pub(super) fn try_reshape(a: &Tensor, shape: &[usize]) -> Result<Tensor, ShapeError> {
     if numel(shape) != a.numel() {
         return Err(ShapeError(format!("cannot reshape {:?} to {shape:?}", a.shape)));
     }
     Ok(Tensor { gpu: a.gpu.clone(), store: a.store.clone(), shape: shape.to_vec() })
 }
+
+/// Axes reordered by `perm` (a strided copy).
 pub(super) fn permute(a: &Tensor, perm: &[usize]) -> Tensor {
     assert_eq!(perm.len(), a.shape.len(), "permute {perm:?} of shape {:?}", a.shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| a.shape[p]).collect();
@@ -63,6 +66,8 @@ pub(super) fn permute(a: &Tensor, perm: &[usize]) -> Tensor {
     a.strided_copy_into(&out, box_shape, (0, pad4_strides(&src_strides)), (0, pad4_strides(&strides(&out_shape))));
     out
 }
+
+/// `len` indices of `axis` from `start`.
 pub(super) fn slice(a: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
     let (outer, n, inner) = split_axis(&a.shape, axis);
     assert!(start + len <= n, "slice {start}..{} out of range for axis {axis} of {:?}", start + len, a.shape);
@@ -89,6 +94,8 @@ pub(super) fn slice(a: &Tensor, axis: usize, start: usize, len: usize) -> Tensor
     );
     out
 }
+
+/// The VJP of a slice: `a` placed at `start` along `axis` of zeros shaped `full`.
 pub(super) fn unslice(a: &Tensor, full: &[usize], axis: usize, start: usize) -> Tensor {
     let (outer, n, inner) = split_axis(full, axis);
     let len = a.shape[axis];
@@ -121,6 +128,8 @@ pub(super) fn unslice(a: &Tensor, full: &[usize], axis: usize, start: usize) -> 
     );
     out
 }
+
+/// `parts` joined along `axis`.
 pub(super) fn concat(parts: &[&Tensor], axis: usize) -> Tensor {
     let mut shape = parts[0].shape.clone();
     shape[axis] = parts.iter().map(|p| p.shape[axis]).sum();
@@ -139,6 +148,8 @@ pub(super) fn concat(parts: &[&Tensor], axis: usize) -> Tensor {
     }
     out
 }
+
+/// `a` broadcast to `shape`.
 pub(super) fn broadcast_to(a: &Tensor, shape: &[usize]) -> Tensor {
     broadcast_shape(&a.shape, shape).expect("broadcast_to");
     // A broadcast that fused kernels can read directly is a lazy read, not a copy.

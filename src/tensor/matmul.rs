@@ -294,6 +294,8 @@ impl Tensor {
     }
 }
 
+/// op(A)·op(B): the elementwise form for tiny reductions, the fused row kernel for skinny
+/// results, else the adapter's matmul kernel.
 pub(super) fn try_matmul(a: &Tensor, other: &Tensor, ta: bool, tb: bool) -> Result<Tensor, ShapeError> {
     let (_, m, k, n) = ops::matmul_shape(&a.shape, &other.shape, ta, tb)?;
     let plain_2d = a.shape.len() == 2 && other.shape.len() == 2 && fusion::enabled(&a.gpu);

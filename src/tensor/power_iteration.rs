@@ -22,6 +22,7 @@ fn power_iteration_workgroup(gpu: &Gpu, rows: usize, cols: usize) -> usize {
     }
 }
 
+/// `iters` power iterations on W from (u, v); returns the new (u, v).
 pub(super) fn matrix_power_iteration(w: &Tensor, u: &Tensor, v: &Tensor, iters: usize) -> (Tensor, Tensor) {
     let (rows, cols) = (w.shape[0], w.shape[1]);
     // Rows of whole vec4s are read four values per load; the loop counts are in loads.

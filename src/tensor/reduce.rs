@@ -91,6 +91,7 @@ impl Tensor {
     }
 }
 
+/// `op` over `axis`, or over all elements.
 pub(super) fn reduce(a: &Tensor, op: Reduce, axis: Option<usize>, keepdim: bool) -> Tensor {
     match axis {
         None => {
