@@ -10,29 +10,27 @@
 //! - [`nn`]: parameters, layers and Lipschitz constraints;
 //! - [`flow`]: invertible layers, the residual block and its log-det estimators, the image
 //!   layers (logit, squeeze, coupling);
-//! - [`toy`]: 2-D density estimation; [`image`]: multi-scale image flows and the hybrid model;
-//! - [`optim`], [`data`], [`checkpoint`], [`plot`], [`progress`], [`seed`]: what training runs
-//!   share; [`bench`]: the benchmarks behind `resflow bench`.
+//! - [`models`]: the model families (the multi-scale image flow);
+//! - [`toy`]: 2-D density estimation; [`image`]: image runs and the hybrid model;
+//! - [`train`] (optimiser, checkpoints, pictures, progress bar, seeds), [`data`]: what training
+//!   runs share; [`bench`]: the benchmarks behind `resflow bench`.
 
 pub mod activation;
 pub mod bench;
-pub mod checkpoint;
 mod conv;
 pub mod data;
 pub mod flow;
 pub mod fusion;
 pub mod gpu;
 pub mod image;
+pub mod models;
 pub mod nn;
 pub mod ops;
-pub mod optim;
-pub mod plot;
-pub mod progress;
 pub mod reference;
-pub mod seed;
 pub mod tape;
 pub mod tensor;
 pub mod toy;
+pub mod train;
 
 pub use gpu::{Gpu, GpuError};
 pub use ops::{ActFn, Activation, AdamStep, Binary, Dist, Reduce, TensorOps, Unary};

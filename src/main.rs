@@ -408,9 +408,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     for p in pts.chunks_exact(2) {
                         s.push_str(&format!("{},{}\n", p[0], p[1]));
                     }
-                    resflow::checkpoint::write_atomically(&out, s.as_bytes())?;
+                    resflow::train::checkpoint::write_atomically(&out, s.as_bytes())?;
                 }
-                Some("png") => resflow::plot::Image::histogram(&pts, 4.0, 100).upscale(3).save_png(&out)?,
+                Some("png") => resflow::train::plot::Image::histogram(&pts, 4.0, 100).upscale(3).save_png(&out)?,
                 _ => return Err(format!("--out must end in .csv or .png, got {}", out.display()).into()),
             }
             let max = iters.iter().max().copied().unwrap_or(0);

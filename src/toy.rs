@@ -11,7 +11,6 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::data::ToyDataset;
 use crate::flow::{
     ActNorm, Estimator, Flow, FlowCtx, FlowLayer, GradMode, InverseError, LipschitzNet, NetSpec, ResidualBlock,
@@ -20,11 +19,12 @@ use crate::flow::{
 use crate::gpu::Gpu;
 use crate::nn::{Binder, ParamStore, PowerIters};
 use crate::ops::{Activation, Dist, TensorOps};
-use crate::optim::{Adam, AdamConfig, Ema};
-use crate::plot::Image;
-use crate::seed::step_seed;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+use crate::train::checkpoint::{Checkpoint, CheckpointError};
+use crate::train::optim::{Adam, AdamConfig, Ema};
+use crate::train::plot::Image;
+use crate::train::seed::step_seed;
 
 /// Everything that defines a toy run; stored in the checkpoint's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ pub fn constant_schedule() -> String {
 impl ToyConfig {
     /// The step at which the cosine schedule reaches zero (0: constant learning rate).
     pub fn cosine_steps(&self) -> usize {
-        crate::optim::cosine_steps(&self.lr_schedule, self.iters).unwrap_or(0)
+        crate::train::optim::cosine_steps(&self.lr_schedule, self.iters).unwrap_or(0)
     }
     pub fn activation(&self) -> Result<Activation, ToyError> {
         match self.activation.as_str() {
@@ -143,7 +143,7 @@ impl ToyConfig {
         self.activation()?;
         self.estimator()?;
         self.grad_mode()?;
-        crate::optim::cosine_steps(&self.lr_schedule, self.iters).map_err(ToyError)?;
+        crate::train::optim::cosine_steps(&self.lr_schedule, self.iters).map_err(ToyError)?;
         if self.blocks == 0 || self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(ToyError("the model needs at least one block and non-zero hidden widths".into()));
         }
@@ -379,7 +379,7 @@ pub fn write_log(rows: &[LogRow], path: &Path) -> std::io::Result<()> {
         let t = r.test_nll.map(|v| format!("{v:.5}")).unwrap_or_default();
         s.push_str(&format!("{},{:.5},{},{:.2}\n", r.step, r.loss, t, r.seconds));
     }
-    crate::checkpoint::write_atomically(path, s.as_bytes())
+    crate::train::checkpoint::write_atomically(path, s.as_bytes())
 }
 
 const FORMAT: &str = "resflow-toy-1";
@@ -388,7 +388,7 @@ impl ToyRun {
     /// Parameters, Adam moments, EMA, step and config in one safetensors file.
     pub fn to_checkpoint(&self) -> Checkpoint {
         let mut ck = Checkpoint::default();
-        crate::checkpoint::put_training_state(&mut ck, &self.store, &self.adam, &self.ema);
+        crate::train::checkpoint::put_training_state(&mut ck, &self.store, &self.adam, &self.ema);
         ck.metadata.insert("format".into(), FORMAT.into());
         ck.metadata.insert("config".into(), serde_json::to_string(&self.config).expect("config serialises"));
         ck.metadata.insert("step".into(), self.step().to_string());
@@ -407,7 +407,7 @@ impl ToyRun {
         let config: ToyConfig = serde_json::from_str(ck.meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
         let step: usize = ck.meta("step")?.parse().map_err(|e| bad(format!("step: {e}")))?;
         let mut run = ToyRun::new(gpu, config)?;
-        crate::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        crate::train::checkpoint::take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = step;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {
@@ -427,7 +427,7 @@ pub struct TrainOutputs {
 pub fn train(run: &mut ToyRun, out: &Path, quiet: bool) -> Result<TrainOutputs, ToyError> {
     std::fs::create_dir_all(out).map_err(|e| ToyError(format!("cannot create {}: {e}", out.display())))?;
     let total = run.config.iters;
-    let bar = crate::progress::step_bar(total, run.step(), quiet);
+    let bar = crate::train::progress::step_bar(total, run.step(), quiet);
     let start = Instant::now();
     let offset = run.log.last().map_or(0.0, |r| r.seconds);
     let entropy = run.source.entropy();

@@ -1,7 +1,6 @@
 //! Image Residual Flows: the multi-scale model (`model`), and its training, bits/dim
 //! evaluation, sampling and checkpoints (`run`). The configuration lives here.
 
-pub mod model;
 pub mod run;
 
 use std::path::PathBuf;
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::flow::{Estimator, GradMode, Roulette};
 use crate::ops::Activation;
 
-pub use model::{BlockKind, ModelSpec, MultiScaleFlow};
+pub use crate::models::image::{BlockKind, ModelSpec, MultiScaleFlow};
 pub use run::{ImageRun, ImageTrainOutputs};
 
 /// Everything that defines an image run; stored in the checkpoint's metadata.
@@ -118,12 +117,12 @@ impl std::error::Error for ImageError {}
 macro_rules! image_error_from {
     ($($t:ty),*) => { $( impl From<$t> for ImageError { fn from(e: $t) -> Self { ImageError(e.to_string()) } } )* };
 }
-image_error_from!(crate::checkpoint::CheckpointError, crate::flow::InverseError, crate::data::DataError, String);
+image_error_from!(crate::train::checkpoint::CheckpointError, crate::flow::InverseError, crate::data::DataError, String);
 
 impl ImageConfig {
     /// The step at which the cosine schedule reaches zero (0: constant learning rate).
     pub fn cosine_steps(&self) -> usize {
-        crate::optim::cosine_steps(&self.lr_schedule, self.iters).unwrap_or(0)
+        crate::train::optim::cosine_steps(&self.lr_schedule, self.iters).unwrap_or(0)
     }
     pub fn activation(&self) -> Result<Activation, ImageError> {
         match self.activation.as_str() {
@@ -200,7 +199,7 @@ impl ImageConfig {
         self.grad_mode()?;
         self.block_kind()?;
         self.hybrid_lambda(1)?;
-        crate::optim::cosine_steps(&self.lr_schedule, self.iters).map_err(ImageError)?;
+        crate::train::optim::cosine_steps(&self.lr_schedule, self.iters).map_err(ImageError)?;
         if self.batch == 0 || self.accumulate == 0 || self.eval_images == 0 {
             return Err(ImageError("--batch, --accumulate and --eval-images must be positive".into()));
         }

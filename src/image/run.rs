@@ -8,17 +8,17 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::checkpoint::{put_training_state, take_training_state, Checkpoint};
 use crate::data::{images, ImageSet, Splits};
 use crate::flow::FlowCtx;
 use crate::gpu::Gpu;
 use crate::nn::{Binder, ParamId, ParamStore, PowerIters};
 use crate::ops::{Dist, Reduce, TensorOps};
-use crate::optim::{Adam, AdamConfig, Ema};
-use crate::plot::Image;
-use crate::seed::step_seed;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+use crate::train::checkpoint::{put_training_state, take_training_state, Checkpoint};
+use crate::train::optim::{Adam, AdamConfig, Ema};
+use crate::train::plot::Image;
+use crate::train::seed::step_seed;
 
 use super::{ImageConfig, ImageError, ModelSpec, MultiScaleFlow};
 
@@ -397,7 +397,7 @@ pub fn write_log(rows: &[ImageLogRow], path: &Path) -> std::io::Result<()> {
             r.seconds
         ));
     }
-    crate::checkpoint::write_atomically(path, s.as_bytes())
+    crate::train::checkpoint::write_atomically(path, s.as_bytes())
 }
 
 /// Where `resflow train` on images put its results.
@@ -423,7 +423,7 @@ pub fn train(run: &mut ImageRun, out: &Path, quiet: bool) -> Result<ImageTrainOu
         Image::grid(&test.unit(&idx), shape, 8, (96 / shape[1]).max(1)).save_png(&out.join("data.png")).map_err(io)?;
     }
     let total = run.config.iters;
-    let bar = crate::progress::step_bar(total, run.step(), quiet);
+    let bar = crate::train::progress::step_bar(total, run.step(), quiet);
     let say = |line: String| if quiet || bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     let start = Instant::now();
     let offset = run.log.last().map_or(0.0, |r| r.seconds);
