@@ -10,10 +10,10 @@
 //! - [`nn`]: parameters, layers and Lipschitz constraints;
 //! - [`flow`]: invertible layers, the residual block and its log-det estimators, the image
 //!   layers (logit, squeeze, coupling);
-//! - [`models`]: the model families (the multi-scale image flow);
-//! - [`toy`]: 2-D density estimation; [`image`]: image runs and the hybrid model;
-//! - [`train`] (optimiser, checkpoints, pictures, progress bar, seeds), [`data`]: what training
-//!   runs share; [`bench`]: the benchmarks behind `resflow bench`.
+//! - [`models`]: the model families: the 2-D toy flow, the multi-scale image flow;
+//! - [`train`]: one training loop over a run of either family (2-D density estimation, image
+//!   density and hybrid models), their checkpoints, pictures and optimiser; [`data`]: the
+//!   datasets; [`bench`]: the benchmarks behind `resflow bench`.
 
 pub mod activation;
 pub mod bench;
@@ -22,14 +22,12 @@ pub mod data;
 pub mod flow;
 pub mod fusion;
 pub mod gpu;
-pub mod image;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod reference;
 pub mod tape;
 pub mod tensor;
-pub mod toy;
 pub mod train;
 
 pub use gpu::{Gpu, GpuError};

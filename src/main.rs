@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use resflow::train::choices::{Activation, Block, Estimator, GradMode, Hybrid, LrSchedule, Roulette};
+use resflow::train::{AnyRun, Family};
 use resflow::{Gpu, TensorOps};
 
 #[derive(Parser)]
@@ -34,8 +36,8 @@ struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
     /// lipswish, elu or softplus.
-    #[arg(long)]
-    activation: Option<String>,
+    #[arg(long, hide_possible_values = true)]
+    activation: Option<Activation>,
     /// Lipschitz coefficient c of every layer.
     #[arg(long)]
     coeff: Option<f32>,
@@ -43,14 +45,14 @@ struct TrainArgs {
     #[arg(long)]
     power_iters: Option<usize>,
     /// Log-det estimator while training: exact (2×2), unbiased (Russian roulette), truncated.
-    #[arg(long)]
-    estimator: Option<String>,
+    #[arg(long, hide_possible_values = true)]
+    estimator: Option<Estimator>,
     /// Series terms: the truncation length, or the exact terms of the unbiased estimator.
     #[arg(long)]
     terms: Option<usize>,
     /// naive, neumann or neumann-bif (series estimators only).
-    #[arg(long)]
-    grad_mode: Option<String>,
+    #[arg(long, hide_possible_values = true)]
+    grad_mode: Option<GradMode>,
     /// ActNorm after every block (on by default; --no-actnorm turns it off).
     #[arg(long, overrides_with = "no_actnorm")]
     actnorm: bool,
@@ -59,8 +61,8 @@ struct TrainArgs {
     #[arg(long)]
     lr: Option<f32>,
     /// constant, or cosine (decays to zero at the last step).
-    #[arg(long)]
-    lr_schedule: Option<String>,
+    #[arg(long, hide_possible_values = true)]
+    lr_schedule: Option<LrSchedule>,
     /// Linear learning-rate warm-up steps.
     #[arg(long)]
     warmup: Option<usize>,
@@ -114,11 +116,11 @@ struct ImageArgs {
     #[arg(long)]
     factor_out: bool,
     /// residual (the paper's model) or coupling (the Real NVP baseline).
-    #[arg(long)]
-    block: Option<String>,
+    #[arg(long, hide_possible_values = true)]
+    block: Option<Block>,
     /// Russian-roulette distribution: poisson (λ = 2) or geometric (p = 0.5).
-    #[arg(long)]
-    roulette: Option<String>,
+    #[arg(long, hide_possible_values = true)]
+    roulette: Option<Roulette>,
     /// Spectral-norm power-iteration tolerance per step.
     #[arg(long)]
     power_tol: Option<f32>,
@@ -126,8 +128,8 @@ struct ImageArgs {
     #[arg(long)]
     alpha: Option<f32>,
     /// Hybrid model λ in λ·(−log p(x)) + CE: none, 0, 1/D or 1.
-    #[arg(long)]
-    hybrid: Option<String>,
+    #[arg(long, ignore_case = true, hide_possible_values = true)]
+    hybrid: Option<Hybrid>,
     /// Channels of each classifier head's convolution.
     #[arg(long)]
     head_width: Option<usize>,
@@ -148,7 +150,7 @@ impl TrainArgs {
     }
 
     /// The image run's config; toy-only flags are refused rather than silently ignored.
-    fn image_config(&self) -> Result<resflow::image::ImageConfig, String> {
+    fn image_config(&self) -> Result<resflow::train::image::ImageConfig, String> {
         let toy_only = [
             ("--hidden", self.hidden.is_some()),
             ("--power-iters", self.power_iters.is_some()),
@@ -158,7 +160,7 @@ impl TrainArgs {
         if let Some((flag, _)) = toy_only.iter().find(|(_, set)| *set) {
             return Err(format!("{flag} applies to toy datasets only"));
         }
-        let mut c = resflow::image::ImageConfig::default();
+        let mut c = resflow::train::image::ImageConfig::default();
         if let Some(d) = &self.dataset {
             c.dataset = d.clone();
         }
@@ -200,8 +202,8 @@ impl TrainArgs {
         }
     }
 
-    fn config(&self) -> resflow::toy::ToyConfig {
-        let mut c = resflow::toy::ToyConfig::default();
+    fn config(&self) -> resflow::train::toy::ToyConfig {
+        let mut c = resflow::train::toy::ToyConfig::default();
         if let Some(d) = &self.dataset {
             c.dataset = d.clone();
         }
@@ -350,7 +352,7 @@ fn is_toy_training(cli: &Cli) -> bool {
         None => true,
         Some(Command::Train(args)) => {
             !args.is_image()
-                && !args.resume.as_ref().is_some_and(|p| resflow::image::run::is_image_checkpoint(p).unwrap_or(false))
+                && !args.resume.as_ref().is_some_and(|p| Family::of_checkpoint(p).ok() == Some(Family::Image))
         }
         Some(Command::Bench { suite, .. }) => suite == "toy",
         _ => false,
@@ -374,9 +376,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None => train(&gpu, &TrainArgs::default())?,
         Some(Command::Train(args)) => train(&gpu, &args)?,
         Some(Command::Sample { checkpoint, n, out, seed, raw })
-            if resflow::image::run::is_image_checkpoint(&checkpoint)? =>
+            if Family::of_checkpoint(&checkpoint)? == Family::Image =>
         {
-            let run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
+            let run = resflow::train::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
             if out.extension().and_then(|e| e.to_str()) != Some("png") {
                 return Err(format!("--out must end in .png for an image model, got {}", out.display()).into());
             }
@@ -399,9 +401,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if n == 0 {
                 return Err("--n must be positive".into());
             }
-            let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
+            let run = resflow::train::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let store = run.eval_store();
-            let (pts, iters) = resflow::toy::sample(&gpu, &run.flow, &store, n, seed)?;
+            let (pts, iters) = resflow::models::toy::sample(&gpu, &run.flow, &store, n, seed)?;
             match out.extension().and_then(|e| e.to_str()) {
                 Some("csv") => {
                     let mut s = String::from("x,y\n");
@@ -417,9 +419,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("wrote {n} samples to {} (fixed-point iterations per block: at most {max})", out.display());
         }
         Some(Command::Eval { checkpoint, images, json, raw, .. })
-            if resflow::image::run::is_image_checkpoint(&checkpoint)? =>
+            if Family::of_checkpoint(&checkpoint)? == Family::Image =>
         {
-            let mut run = resflow::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
+            let mut run = resflow::train::image::ImageRun::from_checkpoint(&gpu, &checkpoint)?;
             let images = images.unwrap_or(run.config.eval_images);
             if images == 0 {
                 return Err("--images must be positive".into());
@@ -453,9 +455,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if raw {
                 return Err("--raw applies to image checkpoints".into());
             }
-            let run = resflow::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
+            let run = resflow::train::toy::ToyRun::from_checkpoint(&gpu, &checkpoint)?;
             let source = match dataset {
-                Some(d) => resflow::toy::Source::Toy(resflow::data::ToyDataset::parse(&d)?),
+                Some(d) => resflow::train::toy::Source::Toy(resflow::data::ToyDataset::parse(&d)?),
                 None => run.source.clone(),
             };
             let store = run.eval_store();
@@ -513,99 +515,24 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 fn train(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let resumes_image = match &args.resume {
-        Some(path) => resflow::image::run::is_image_checkpoint(path)?,
+        Some(path) => Family::of_checkpoint(path)? == Family::Image,
         None => false,
     };
-    if args.is_image() || resumes_image {
-        return train_image(gpu, args);
+    let image = args.is_image() || resumes_image;
+    if !image {
+        args.check_toy()?;
     }
-    args.check_toy()?;
-    let mut run = match &args.resume {
-        Some(path) => {
-            let mut run = resflow::toy::ToyRun::from_checkpoint(gpu, path)?;
-            if let Some(iters) = args.iters {
-                run.config.iters = iters;
-                // A cosine schedule stretches to the new end.
-                run.adam.config.cosine_steps = run.config.cosine_steps();
-            }
-            run
-        }
-        None => resflow::toy::ToyRun::new(gpu, args.config())?,
+    let mut run = match (&args.resume, image) {
+        (Some(path), _) => AnyRun::resume(gpu, path, args.iters)?,
+        (None, true) => AnyRun::Image(Box::new(resflow::train::image::ImageRun::new(gpu, args.image_config()?)?)),
+        (None, false) => AnyRun::Toy(Box::new(resflow::train::toy::ToyRun::new(gpu, args.config())?)),
     };
-    let name = run.config.dataset.strip_prefix("file:").map_or(run.config.dataset.clone(), |_| "custom".to_string());
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(name));
+    let out = args.out.clone().unwrap_or_else(|| run.default_out());
     if !args.quiet {
-        let c = &run.config;
-        eprintln!(
-            "training on {} ({}): {} blocks of 2-{}-2, {} estimator, batch {}, {} steps → {}",
-            c.dataset,
-            gpu.info().name,
-            c.blocks,
-            c.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-"),
-            c.estimator,
-            c.batch,
-            c.iters,
-            out.display()
-        );
+        eprintln!("{}", run.banner(&gpu.info().name, &out));
     }
-    let result = resflow::toy::train(&mut run, &out, args.quiet)?;
-    if let Some(nll) = result.final_nll {
-        let gap =
-            run.source.entropy().map(|h| format!(", {:.3} above the true entropy {h:.3}", nll - h)).unwrap_or_default();
-        println!("final test NLL {nll:.4} nats{gap}; pictures, log.csv and checkpoint in {}", result.dir.display());
-    }
-    Ok(())
-}
-
-fn train_image(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
-    use resflow::image::{run, ImageRun};
-    let mut run = match &args.resume {
-        Some(path) => {
-            let mut run = ImageRun::from_checkpoint(gpu, path)?;
-            if let Some(iters) = args.iters {
-                run.config.iters = iters;
-                run.adam.config.cosine_steps = run.config.cosine_steps();
-            }
-            run.data()?;
-            run
-        }
-        None => ImageRun::new(gpu, args.image_config()?)?,
-    };
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&run.config.dataset));
-    if !args.quiet {
-        let c = &run.config;
-        let [ch, h, w] = run.format.shape;
-        eprintln!(
-            "training on {} {ch}×{h}×{w} ({}): {} scales × {} {} blocks, width {}{}{}, batch {}{}, {} steps → {}",
-            c.dataset,
-            gpu.info().name,
-            c.scales,
-            c.blocks,
-            c.block,
-            c.width,
-            if c.fc_blocks > 0 { format!(", {} FC blocks", c.fc_blocks) } else { String::new() },
-            if c.hybrid != "none" { format!(", hybrid λ = {}", c.hybrid) } else { String::new() },
-            c.batch,
-            if c.accumulate > 1 { format!(" ({} micro-batches)", c.accumulate) } else { String::new() },
-            c.iters,
-            out.display()
-        );
-    }
-    let result = run::train(&mut run, &out, args.quiet)?;
-    if let Some(row) = result.last {
-        if let (Some(ema), Some(raw)) = (row.ema, row.raw) {
-            let acc = ema.accuracy.map(|a| format!(", accuracy {:.2} %", 100.0 * a)).unwrap_or_default();
-            println!(
-                "final test bits/dim {:.4} ± {:.4} (EMA), {:.4} ± {:.4} (raw) on {} images{acc}; samples, log.csv and \
-                 checkpoint in {}",
-                ema.bpd,
-                ema.bpd_se,
-                raw.bpd,
-                raw.bpd_se,
-                ema.images,
-                result.dir.display()
-            );
-        }
+    if let Some(line) = run.train(&out, args.quiet)? {
+        println!("{line}");
     }
     Ok(())
 }

@@ -2,3 +2,4 @@
 //! parameters, its log-density and how to sample, and nothing of training.
 
 pub mod image;
+pub mod toy;
