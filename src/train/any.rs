@@ -36,7 +36,7 @@ impl Family {
     }
 }
 
-/// Boxed: a run is large and moves around little.
+/// A run of either family (each boxed: the two differ much in size).
 pub enum AnyRun {
     Toy(Box<ToyRun>),
     Image(Box<ImageRun>),
