@@ -13,8 +13,11 @@ use resflow::data::idx::{encode_idx, parse_idx};
 use resflow::data::images::{load, parse_digits_csv_gz};
 use resflow::flow::residual::log_abs_det_identity_plus;
 use resflow::flow::{Estimator, Flow, FlowCtx, FlowLayer, GradMode, LogitTransform, Squeeze};
-use resflow::image::{BlockKind, ImageConfig, ImageRun, ModelSpec, MultiScaleFlow};
+use resflow::models::image::{BlockKind, ModelSpec, MultiScaleFlow};
 use resflow::nn::{Binder, ParamStore, PowerIters};
+use resflow::train::choices::{Block, Hybrid};
+use resflow::train::image::{ImageConfig, ImageFormat, ImageRun};
+use resflow::train::Family;
 use resflow::{Activation, CpuTensor, Tape, Tensor, TensorOps, Var};
 
 #[test]
@@ -264,7 +267,7 @@ fn bits_per_dim_of_uniform_noise_under_the_identity_flow_is_the_closed_form() {
     let b = Binder::new(&store, &tape);
     let ctx = FlowCtx::new(&b, 0, true);
     let lp = flow.log_prob(&ctx, &Var::constant(Tensor::from_slice(&gpu(), &x, &[n, 1, 4, 4]).unwrap()));
-    let format = resflow::image::run::ImageFormat::of(&set);
+    let format = ImageFormat::of(&set);
     let bpd: Vec<f64> = lp.value.to_host().iter().map(|&l| format.bits_per_dim(l)).collect();
     let mean = bpd.iter().sum::<f64>() / n as f64;
     let se = (bpd.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 / n as f64).sqrt();
@@ -312,7 +315,7 @@ fn hybrid_and_coupling_models_train() {
     // λ = 1/D: accuracy is reported and the classifier learns beyond chance within a few steps.
     // (Heads on global-average-pooled features of a 2-scale, 1-block flow learn slowly; a
     // larger learning rate than the paper's keeps this test short.)
-    let config = ImageConfig { hybrid: "1/D".into(), head_width: 16, lr: 1e-2, ..digits_config() };
+    let config = ImageConfig { hybrid: Hybrid::InverseDim, head_width: 16, lr: 1e-2, ..digits_config() };
     let mut run = ImageRun::new(&gpu(), config).unwrap();
     let ce: Vec<f64> = (0..30).map(|_| run.train_step().unwrap().ce.unwrap()).collect();
     let late = ce[25..].iter().sum::<f64>() / 5.0;
@@ -320,7 +323,7 @@ fn hybrid_and_coupling_models_train() {
     let e = run.evaluate(&run.eval_store(false), 64).unwrap();
     assert!(e.accuracy.unwrap() > 0.2, "accuracy {:?} after 30 steps (chance is 0.1)", e.accuracy);
 
-    let mut coupling = ImageRun::new(&gpu(), ImageConfig { block: "coupling".into(), ..digits_config() }).unwrap();
+    let mut coupling = ImageRun::new(&gpu(), ImageConfig { block: Block::Coupling, ..digits_config() }).unwrap();
     coupling.train_step().unwrap();
     let before = coupling.evaluate(&coupling.eval_store(false), 64).unwrap();
     for _ in 0..8 {
@@ -349,7 +352,7 @@ fn image_checkpoints_round_trip_and_resume_equals_an_uninterrupted_run() {
     first.to_checkpoint().save(&path).unwrap();
     let mut resumed = ImageRun::from_checkpoint(&gpu(), &path).unwrap();
     assert_eq!(params(&resumed), params(&first));
-    assert!(resflow::image::run::is_image_checkpoint(&path).unwrap());
+    assert_eq!(Family::of_checkpoint(&path).unwrap(), Family::Image);
     for _ in 0..2 {
         resumed.train_step().unwrap();
     }
@@ -426,7 +429,7 @@ fn the_image_cli_trains_samples_evaluates_and_rejects_bad_input() {
     fail(&["train", "--dataset", "digits", "--hidden", "8", "--quiet"], "--hidden applies to toy datasets");
     fail(&["train", "--dataset", "checkerboard", "--scales", "2", "--quiet"], "--scales applies to image datasets");
     fail(&["train", "--dataset", "digits", "--scales", "5", "--quiet"], "not divisible by 16");
-    fail(&["train", "--dataset", "digits", "--hybrid", "2", "--quiet"], "unknown --hybrid");
+    fail(&["train", "--dataset", "digits", "--hybrid", "2", "--quiet"], "invalid value '2' for '--hybrid");
     fail(&["sample", "--checkpoint", ck.to_str().unwrap(), "--out", dir.join("s.csv").to_str().unwrap()], ".png");
     fail(&["eval", "--checkpoint", ck.to_str().unwrap(), "--images", "0"], "--images must be positive");
     fail(&["train", "--dataset", "digits", "--alpha", "0", "--quiet"], "--alpha must be in (0, 0.5)");

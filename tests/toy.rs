@@ -10,7 +10,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use resflow::data::toy::ALL;
 use resflow::data::{load_csv, ToyDataset};
-use resflow::toy::{ToyConfig, ToyRun};
+use resflow::train::choices::{Estimator, GradMode};
+use resflow::train::toy::{ToyConfig, ToyRun};
 
 fn moments(p: &[f32]) -> ([f64; 2], [f64; 2]) {
     let n = (p.len() / 2) as f64;
@@ -94,7 +95,7 @@ fn a_short_training_run_lowers_the_nll() {
 
 #[test]
 fn the_unbiased_estimator_trains_too() {
-    let config = ToyConfig { estimator: "unbiased".into(), grad_mode: "neumann-bif".into(), ..tiny_config() };
+    let config = ToyConfig { estimator: Estimator::Unbiased, grad_mode: GradMode::NeumannBif, ..tiny_config() };
     let mut run = ToyRun::new(&gpu(), config).unwrap();
     let before = run.test_nll(&run.store.clone(), &run.source.clone(), 2000);
     for _ in 0..40 {

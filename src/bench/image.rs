@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::data::{images, ImageSet, Splits};
 use crate::gpu::Gpu;
-use crate::image::{ImageConfig, ImageRun};
+use crate::train::image::{ImageConfig, ImageRun};
 
 use super::{Row, Work};
 

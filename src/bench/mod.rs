@@ -370,18 +370,19 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
 /// Seconds per training step of the reference's small toy configuration (10 blocks of
 /// 2-64-64-64-2, batch 256, Adam), with the exact 2×2 log-det and with the unbiased estimator.
 /// A step that fails (a non-finite loss) ends the bench with its error.
-pub fn toy_step(gpu: &Gpu, reps: usize) -> Result<Vec<Row>, crate::toy::ToyError> {
+pub fn toy_step(gpu: &Gpu, reps: usize) -> Result<Vec<Row>, crate::train::TrainError> {
     // One-time device work (the staging probe) before anything is timed or its memory counted.
     crate::testing::settle(gpu);
-    use crate::toy::{ToyConfig, ToyRun};
-    ["exact", "unbiased"]
+    use crate::train::choices::Estimator;
+    use crate::train::toy::{ToyConfig, ToyRun};
+    [Estimator::Exact, Estimator::Unbiased]
         .iter()
-        .map(|est| {
+        .map(|&est| {
             let config = ToyConfig {
                 blocks: 10,
                 hidden: vec![64, 64, 64],
                 batch: 256,
-                estimator: est.to_string(),
+                estimator: est,
                 iters: usize::MAX,
                 ..ToyConfig::default()
             };

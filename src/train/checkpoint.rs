@@ -10,8 +10,8 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::nn::ParamStore;
 use crate::ops::TensorOps;
-use crate::optim::{Adam, Ema};
 use crate::tensor::Tensor;
+use crate::train::optim::{Adam, Ema};
 
 /// What went wrong reading or writing a checkpoint; always names the file.
 #[derive(Debug)]

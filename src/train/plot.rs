@@ -170,6 +170,6 @@ impl Image {
             let flat: Vec<u8> = self.pixels.iter().flatten().copied().collect();
             writer.write_image_data(&flat).map_err(std::io::Error::other)?;
         }
-        crate::checkpoint::write_atomically(path, &data)
+        crate::train::checkpoint::write_atomically(path, &data)
     }
 }

@@ -23,16 +23,6 @@ pub struct AdamConfig {
     pub cosine_steps: usize,
 }
 
-/// The step at which a learning-rate `schedule` (`constant` or `cosine`) of a run of `iters`
-/// steps reaches zero (0: constant), or the error for an unknown schedule.
-pub fn cosine_steps(schedule: &str, iters: usize) -> Result<usize, String> {
-    match schedule {
-        "constant" => Ok(0),
-        "cosine" => Ok(iters),
-        other => Err(format!("unknown --lr-schedule {other:?}; choose constant, cosine")),
-    }
-}
-
 impl AdamConfig {
     /// The Residual Flows setting: β = (0.9, 0.99), ε = 1e-8.
     pub fn residual_flows(lr: f32, warmup: usize, clip: f32, cosine_steps: usize) -> Self {

@@ -1,4 +1,4 @@
-//! The multi-scale image flow (DESIGN.md §2): logit transform, then per scale an ActNorm and
+//! The multi-scale image flow (docs/DESIGN.md §2.13): logit transform, then per scale an ActNorm and
 //! `blocks` invertible blocks (each followed by ActNorm), a squeeze between scales with an
 //! optional factor-out of half the channels, and optional fully connected residual blocks at
 //! the end; plus the hybrid model's classifier head on the output of every scale.
