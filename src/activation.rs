@@ -34,7 +34,8 @@ impl Activation {
         [(Activation::LipSwish, "LIPSWISH"), (Activation::Elu, "ELU"), (Activation::Softplus, "SOFTPLUS")];
 
     pub fn code(self) -> u32 {
-        Self::TABLE.iter().position(|(a, _)| *a == self).expect("every activation is in the table") as u32
+        static TABLE: [(Activation, &str); 3] = Activation::TABLE;
+        TABLE.iter().position(|(a, _)| *a == self).expect("every activation is in the table") as u32
     }
     /// The WGSL constant holding [`Activation::code`].
     pub fn wgsl_name(self) -> String {
@@ -91,7 +92,8 @@ impl ActFn {
     ];
 
     pub fn code(self) -> u32 {
-        Self::TABLE.iter().position(|(f, _)| *f == self).expect("every piece is in the table") as u32
+        static TABLE: [(ActFn, &str); 5] = ActFn::TABLE;
+        TABLE.iter().position(|(f, _)| *f == self).expect("every piece is in the table") as u32
     }
 
     /// The WGSL constant holding [`ActFn::code`].

@@ -1,8 +1,8 @@
 // The elementwise op library of the fused kernels (src/fusion/): every unary op, its
 // derivative, every binary op and the activations with their derivatives, on vec4s. A
-// generated kernel calls these with constant op codes, so after inlining the driver's compiler
+// generated kernel calls these with literal op codes, so after inlining the driver's compiler
 // folds each switch to one case. The UNARY_*, BINARY_*, ACT_* and ACT_FN_* constants are
-// generated from the tables of src/ops.rs and src/activation.rs and precede this file.
+// generated from the tables of src/ops/mod.rs and src/activation.rs and precede this file.
 
 // Where texel t of a flat texture copy (Gpu::stage_flat) sits: (t mod 1024, t / 1024 mod 1024)
 // of layer t / 1024². (Coordinates, not loads: a storage texture can't be a function

@@ -212,15 +212,15 @@ fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>
         Node::Unary(op, a) => {
             let a = emit(a, lines, next, consts);
             let (pa, pb) = unary_params(*op, consts);
-            format!("unary_op({}, {a}, {pa}, {pb})", op.wgsl_name())
+            format!("unary_op({}u, {a}, {pa}, {pb})", op.code())
         }
         Node::Binary(op, a, b) => {
             let (a, b) = (emit(a, lines, next, consts), emit(b, lines, next, consts));
-            format!("binary_op({}, {a}, {b}, 0.0)", op.wgsl_name())
+            format!("binary_op({}u, {a}, {b}, 0.0)", op.code())
         }
         Node::Lerp(t, a, b) => {
             let (a, b) = (emit(a, lines, next, consts), emit(b, lines, next, consts));
-            format!("binary_op(BINARY_LERP, {a}, {b}, {})", constant_slot(*t, consts))
+            format!("binary_op({}u, {a}, {b}, {})", Binary::LERP_CODE, constant_slot(*t, consts))
         }
         Node::Within { value, inner, len, lo, hi } => {
             let v = emit(value, lines, next, consts);
@@ -230,12 +230,12 @@ fn emit(node: &Node, lines: &mut String, next: &mut usize, consts: &mut Vec<f32>
         Node::UnaryGrad(op, k) => {
             let [x, y, gy] = [0, 1, 2].map(|j| emit(&k[j], lines, next, consts));
             let (pa, _) = unary_params(*op, consts);
-            format!("{gy} * unary_derivative({}, {x}, {y}, {pa})", op.wgsl_name())
+            format!("{gy} * unary_derivative({}u, {x}, {y}, {pa})", op.code())
         }
         Node::Activation { act, f, x, beta, gy } => {
             let x = emit(x, lines, next, consts);
             let b = beta.as_ref().map_or("0.0".to_string(), |b| format!("{}.x", emit(b, lines, next, consts)));
-            let value = format!("activation_op({}, {}, {x}, {b})", act.wgsl_name(), f.wgsl_name());
+            let value = format!("activation_op({}u, {}u, {x}, {b})", act.code(), f.code());
             match gy {
                 Some(gy) => format!("{} * {value}", emit(gy, lines, next, consts)),
                 None => value,
@@ -412,7 +412,7 @@ mod tests {
         assert!(src.contains("@group(0) @binding(2) var<uniform> in1: array<vec4<f32>, 1>;"), "{src}");
         assert!(src.contains("@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;"), "{src}");
         assert!(src.contains("let x0 = in0[i];") && src.contains("let x1 = vec4<f32>(in1[0u][0u]);"), "{src}");
-        assert!(src.contains("unary_op(UNARY_EXP, x0, 0.0, 0.0)") && src.contains("binary_op(BINARY_MUL,"), "{src}");
+        assert!(src.contains("unary_op(1u, x0, 0.0, 0.0)") && src.contains("binary_op(2u,"), "{src}");
         assert!(src.contains("out[i] = value(i);"), "{src}");
     }
 
@@ -422,7 +422,7 @@ mod tests {
         let mut consts = Vec::new();
         let src = generate(&node, &[(Slot::ReadOnly, Role::Full)], &mut consts, 4, true);
         assert_eq!(consts, vec![2.0, 0.5]);
-        assert!(src.contains("unary_op(UNARY_AFFINE, x0, p.c[0][0], p.c[0][1])"), "{src}");
+        assert!(src.contains("unary_op(10u, x0, p.c[0][0], p.c[0][1])"), "{src}");
         assert!(
             src.contains("array<vec4<u64>>") && src.contains("out[i / 2u] = pack_pair(value(i), second);"),
             "{src}"

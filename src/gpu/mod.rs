@@ -45,7 +45,7 @@ pub(crate) struct GpuInner {
     /// Dispatches per submit (0 = only at a readback or sync).
     submit_every: AtomicU64,
     /// Per-device state of upper layers, one value per type (see [`Gpu::state`]).
-    states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    states: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
     rec: Mutex<Recorder>,
 }
 
@@ -106,7 +106,7 @@ impl Gpu {
                 layouts: Mutex::new(HashMap::new()),
                 runtime_checks,
                 submit_every: AtomicU64::new(options.submit_every),
-                states: Mutex::new(HashMap::new()),
+                states: Mutex::new(Vec::new()),
                 rec: Mutex::new(rec),
             }),
         })
@@ -122,13 +122,22 @@ impl Gpu {
     /// per-device settings here (the fusion layer its limits and input policy), so this layer
     /// needs to know nothing of them. `init` must not call `state` itself.
     pub fn state<T: Any + Send + Sync>(&self, init: impl FnOnce(&Gpu) -> T) -> Arc<T> {
+        // A short list, not a map: a device holds a state or two, and the fusion layer asks for
+        // its own on every op.
         let key = TypeId::of::<T>();
-        if let Some(s) = self.inner.states.lock().unwrap().get(&key) {
-            return s.clone().downcast().expect("states are stored under their own type");
+        let find = |states: &[(TypeId, Arc<dyn Any + Send + Sync>)]| {
+            states.iter().find(|(k, _)| *k == key).map(|(_, s)| s.clone().downcast().expect("stored under its type"))
+        };
+        if let Some(s) = find(&self.inner.states.lock().unwrap()) {
+            return s;
         }
-        let made: Arc<dyn Any + Send + Sync> = Arc::new(init(self));
-        let s = self.inner.states.lock().unwrap().entry(key).or_insert(made).clone();
-        s.downcast().expect("states are stored under their own type")
+        let made = Arc::new(init(self));
+        let mut states = self.inner.states.lock().unwrap();
+        if let Some(s) = find(&states) {
+            return s;
+        }
+        states.push((key, made.clone()));
+        made
     }
 
     pub fn info(&self) -> &wgpu::AdapterInfo {

@@ -56,8 +56,11 @@ impl Unary {
 
     /// The op code the WGSL kernels switch on.
     pub fn code(self) -> u32 {
+        // A static, not the const: a const array is materialised at every use, and op codes are
+        // looked up for every node of every generated kernel.
+        static TABLE: [(Unary, &str); 14] = Unary::TABLE;
         let same = |u: &Unary| std::mem::discriminant(u) == std::mem::discriminant(&self);
-        Self::TABLE.iter().position(|(u, _)| same(u)).expect("every unary op is in the table") as u32
+        TABLE.iter().position(|(u, _)| same(u)).expect("every unary op is in the table") as u32
     }
 
     /// The WGSL constant holding [`Unary::code`].
@@ -146,7 +149,8 @@ impl Binary {
     pub const LERP_CODE: u32 = Self::TABLE.len() as u32;
 
     pub fn code(self) -> u32 {
-        Self::TABLE.iter().position(|(b, _)| *b == self).expect("every binary op is in the table") as u32
+        static TABLE: [(Binary, &str); 7] = Binary::TABLE;
+        TABLE.iter().position(|(b, _)| *b == self).expect("every binary op is in the table") as u32
     }
 
     /// The WGSL constant holding [`Binary::code`].
@@ -354,7 +358,7 @@ pub fn power_iteration_by_ops<T: TensorOps>(w: &T, u: &T, v: &T, iters: usize) -
 /// shader starts with them (`gpu::kernels::source`), so the WGSL switches and the Rust codes
 /// come from the same tables.
 pub fn op_code_constants() -> String {
-    let mut out = String::from("// Op codes, generated from the tables in src/ops.rs and src/activation.rs.\n");
+    let mut out = String::from("// Op codes, generated from the tables in src/ops/mod.rs and src/activation.rs.\n");
     let mut push = |name: String, code: u32| out.push_str(&format!("const {name}: u32 = {code}u;\n"));
     for (op, _) in Unary::TABLE {
         push(op.wgsl_name(), op.code());
