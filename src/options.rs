@@ -33,6 +33,28 @@ pub enum MatmulKernel {
     Texture,
 }
 
+/// Which kind of device the engine's policies are tuned for. Every choice made by adapter
+/// *type* (matmul kernel, where elementwise inputs come from, vec4s per invocation, packed
+/// stores, power-iteration workgroups) follows the profile; workarounds for a driver's bugs
+/// follow the driver. `RESFLOW_PROFILE=gpu` runs the discrete-GPU choices on any adapter, so
+/// they are tested on CPU adapters too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Software adapters (lavapipe, WARP): kernels without workgroup memory, texture staging.
+    Cpu,
+    /// Discrete and integrated GPUs.
+    Gpu,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Cpu => "cpu",
+            Profile::Gpu => "gpu",
+        }
+    }
+}
+
 /// Default dispatches per submit (see [`RuntimeOptions::submit_every`]). Submitting in chunks
 /// lets the device run beside the host's recording: lavapipe executes on its queue thread, and
 /// a batch-1024 toy training step went from 0.263 to 0.230 s (`resflow train`, medians of four
@@ -45,6 +67,8 @@ pub const SUBMIT_EVERY: u64 = 64;
 pub struct RuntimeOptions {
     /// `RESFLOW_ADAPTER=substring`: the adapter whose name contains it.
     pub adapter: Option<String>,
+    /// `RESFLOW_PROFILE=gpu|cpu|auto`: the policies' profile (`None`, auto: the adapter's type).
+    pub profile: Option<Profile>,
     /// `RESFLOW_SHADER_CHECKS=1`: compile kernels with wgpu's injected bounds checks.
     pub shader_checks: bool,
     /// `RESFLOW_MATMUL=scalar|vec4|tiled|texture`: the matmul kernel instead of the adapter's.
@@ -66,6 +90,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             adapter: None,
+            profile: None,
             shader_checks: false,
             matmul: None,
             wallclock: false,
@@ -90,6 +115,11 @@ impl RuntimeOptions {
         let d = RuntimeOptions::default();
         RuntimeOptions {
             adapter: var("RESFLOW_ADAPTER").filter(|s| !s.is_empty()),
+            profile: match var("RESFLOW_PROFILE").as_deref() {
+                Some("gpu") => Some(Profile::Gpu),
+                Some("cpu") => Some(Profile::Cpu),
+                _ => None,
+            },
             shader_checks: var("RESFLOW_SHADER_CHECKS").is_some_and(|v| v == "1"),
             matmul: match var("RESFLOW_MATMUL").as_deref() {
                 Some("tiled") => Some(MatmulKernel::Tiled),
@@ -125,6 +155,7 @@ mod tests {
     fn every_switch_parses() {
         let table = [
             ("RESFLOW_ADAPTER", "nvidia"),
+            ("RESFLOW_PROFILE", "gpu"),
             ("RESFLOW_SHADER_CHECKS", "1"),
             ("RESFLOW_MATMUL", "vec4"),
             ("RESFLOW_WALLCLOCK", "1"),
@@ -135,6 +166,7 @@ mod tests {
         ];
         let o = RuntimeOptions::parse(|n| table.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
         assert_eq!(o.adapter.as_deref(), Some("nvidia"));
+        assert_eq!(o.profile, Some(Profile::Gpu));
         assert!(o.shader_checks && o.wallclock && !o.fusion && !o.packed_stores);
         assert_eq!(o.matmul, Some(MatmulKernel::Vec4));
         assert_eq!(o.elementwise, ElementwiseInputs::BuffersAndUniforms);

@@ -39,7 +39,7 @@ fn fused_chains_match_op_by_op_kernels_and_the_reference() {
     let gpu = private_gpu();
     // CPU adapters store pairs of vec4s packed into 64-bit words where they can.
     let packs = resflow::testing::set_packed_stores(&gpu, true);
-    if gpu.is_cpu() && gpu.features().contains(wgpu::Features::SHADER_INT64) {
+    if gpu.profile() == resflow::options::Profile::Cpu && gpu.features().contains(wgpu::Features::SHADER_INT64) {
         assert!(packs, "a CPU adapter with 64-bit integers packs its stores");
     }
     // Odd sizes (a partial last vec4; an odd count of vec4s, whose last pair is half past the
@@ -263,7 +263,7 @@ fn auto_inputs_follow_the_adapter_and_the_staging_probe() {
         "small tensors read buffers"
     );
     let probe = resflow::fusion::staging_probe(&gpu);
-    if !gpu.is_cpu() {
+    if gpu.profile() == resflow::options::Profile::Gpu {
         assert!(probe.is_none(), "only CPU adapters are probed");
         assert_eq!(resflow::fusion::elementwise_inputs_for(&gpu, large), ElementwiseInputs::Buffers);
         return;

@@ -334,3 +334,26 @@ fn texture_staged_elementwise_inputs_match_buffer_inputs_bit_for_bit() {
     }
     resflow::testing::set_elementwise_inputs(&gpu, ElementwiseInputs::Auto);
 }
+
+/// The choices made by adapter type follow the profile (`RESFLOW_PROFILE`, else the adapter),
+/// so running this file under `RESFLOW_PROFILE=gpu` really runs the GPU path.
+#[test]
+fn policies_follow_the_profile() {
+    use resflow::fusion::{elementwise_inputs_for, packed_stores, ElementwiseInputs, TEXTURE_INPUTS_FROM};
+    use resflow::options::{Profile, RuntimeOptions};
+    let gpu = gpu();
+    let o = RuntimeOptions::get();
+    let want = o.profile.unwrap_or(if gpu.is_cpu() { Profile::Cpu } else { Profile::Gpu });
+    assert_eq!(gpu.profile(), want);
+    if o.matmul.is_none() {
+        let kernel = resflow::MatmulKernel::default_for(&gpu);
+        let expected = if want == Profile::Gpu { resflow::MatmulKernel::Tiled } else { resflow::MatmulKernel::Texture };
+        assert_eq!(kernel, expected);
+    }
+    if want == Profile::Gpu {
+        if o.elementwise == ElementwiseInputs::Auto {
+            assert_eq!(elementwise_inputs_for(&gpu, TEXTURE_INPUTS_FROM * 4), ElementwiseInputs::Buffers);
+        }
+        assert!(!packed_stores(&gpu), "GPUs store vec4s natively");
+    }
+}

@@ -120,7 +120,7 @@ fn peak_kernels(gpu: &Gpu, reps: usize) -> (Peaks, Vec<Row>) {
         mul: f32,
         add: f32,
     }
-    let threads: u32 = if gpu.is_cpu() { 1 << 14 } else { 1 << 20 };
+    let threads: u32 = if gpu.profile() == crate::options::Profile::Cpu { 1 << 14 } else { 1 << 20 };
     let iters: u32 = 512;
     let out = Tensor::empty(gpu, &[threads as usize * 4]);
     let unused_src = Tensor::full(gpu, &[4], 0.0);

@@ -11,6 +11,9 @@ pub fn print_info(gpu: &Gpu) {
     println!("backend   {:?}", i.backend);
     println!("driver    {} {}", i.driver, i.driver_info);
     println!("features  {:?}", gpu.features());
+    let why =
+        if resflow::options::RuntimeOptions::get().profile.is_some() { "RESFLOW_PROFILE" } else { "the adapter type" };
+    println!("profile   {} (from {why})", gpu.profile().name());
     println!(
         "limits    storage binding {} MiB, buffer {} MiB, workgroup storage {} KiB, invocations {}, \
          workgroups/dim {}",

@@ -10,6 +10,7 @@ use super::lazy::{build_within_limits, InputList, Operand, Storage};
 use super::staging::{elementwise_inputs_for, input_bindings, input_kinds, stage_inputs, Staged};
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Binding, DeviceBuffer, Gpu, KernelSpec, Slot};
+use crate::options::Profile;
 
 /// Vec4s one invocation of a generated elementwise kernel computes. On CPU adapters every
 /// invocation carries a fixed cost (llvmpipe runs the workgroup as a loop of SIMD batches), and
@@ -17,7 +18,7 @@ use crate::gpu::{Binding, DeviceBuffer, Gpu, KernelSpec, Slot};
 /// alone: 17.4 vs 22.3 ms); GPUs keep one, which keeps neighbouring threads on neighbouring
 /// addresses.
 pub(super) fn vec4s_per_invocation(gpu: &Gpu) -> usize {
-    if gpu.is_cpu() {
+    if gpu.profile() == Profile::Cpu {
         4
     } else {
         1

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::gpu::Gpu;
-use crate::options::RuntimeOptions;
+use crate::options::{Profile, RuntimeOptions};
 
 pub use codegen::{example_sources, LIBRARY};
 pub use expr::Role;
@@ -125,5 +125,5 @@ pub fn packed_stores(gpu: &Gpu) -> bool {
 /// Packed 64-bit stores pay off where stores are per-lane loops (CPU adapters) and need the
 /// device's 64-bit shader integers; GPUs store vec4s natively.
 fn packed_stores_supported(gpu: &Gpu) -> bool {
-    gpu.is_cpu() && gpu.features().contains(wgpu::Features::SHADER_INT64)
+    gpu.profile() == Profile::Cpu && gpu.features().contains(wgpu::Features::SHADER_INT64)
 }

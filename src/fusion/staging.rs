@@ -13,6 +13,7 @@ use super::settings;
 use crate::gpu::{Binding, DeviceTexture, Gpu, Slot};
 use crate::ops::Unary;
 pub use crate::options::ElementwiseInputs;
+use crate::options::Profile;
 
 /// Elements from which `Auto` uses the CPU adapters' input paths: below it the texture
 /// copies' fixed cost outweighs the faster loads.
@@ -44,7 +45,9 @@ impl StagingProbe {
 /// On a CPU adapter in `Auto` mode the first large kernel runs the staging probe.
 pub fn elementwise_inputs_for(gpu: &Gpu, n: usize) -> ElementwiseInputs {
     match settings(gpu).inputs() {
-        ElementwiseInputs::Auto if !gpu.is_cpu() || n < TEXTURE_INPUTS_FROM => ElementwiseInputs::Buffers,
+        ElementwiseInputs::Auto if gpu.profile() == Profile::Gpu || n < TEXTURE_INPUTS_FROM => {
+            ElementwiseInputs::Buffers
+        }
         ElementwiseInputs::Auto if staging_probe(gpu).is_none_or(|p| p.staging_pays()) => ElementwiseInputs::Textures,
         ElementwiseInputs::Auto => ElementwiseInputs::BuffersAndUniforms,
         forced => forced,
@@ -55,7 +58,7 @@ pub fn elementwise_inputs_for(gpu: &Gpu, n: usize) -> ElementwiseInputs {
 /// reading their storage buffers (measured on first call, then kept); `None` elsewhere.
 pub fn staging_probe(gpu: &Gpu) -> Option<StagingProbe> {
     let s = settings(gpu);
-    if !gpu.is_cpu() || s.inputs() != ElementwiseInputs::Auto {
+    if gpu.profile() == Profile::Gpu || s.inputs() != ElementwiseInputs::Auto {
         return s.probe.get().copied();
     }
     Some(*s.probe.get_or_init(|| {

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use crate::options::RuntimeOptions;
+use crate::options::{Profile, RuntimeOptions};
 use pool::Pool;
 use recorder::Recorder;
 
@@ -42,6 +42,7 @@ pub(crate) struct GpuInner {
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     layouts: Mutex<HashMap<Vec<kernels::Slot>, Arc<kernels::Layout>>>,
     runtime_checks: bool,
+    profile: Profile,
     /// Dispatches per submit (0 = only at a readback or sync).
     submit_every: AtomicU64,
     /// Per-device state of upper layers, one value per type (see [`Gpu::state`]).
@@ -94,6 +95,8 @@ impl Gpu {
         let name = adapter.map(str::to_string).or_else(|| options.adapter.clone());
         let opened = device::open(name.as_deref())?;
         let rec = Recorder::new(&opened.device, &opened.limits);
+        let adapter_profile =
+            if opened.adapter_info.device_type == wgpu::DeviceType::Cpu { Profile::Cpu } else { Profile::Gpu };
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 info: opened.adapter_info,
@@ -105,6 +108,7 @@ impl Gpu {
                 kernels: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
                 runtime_checks,
+                profile: options.profile.unwrap_or(adapter_profile),
                 submit_every: AtomicU64::new(options.submit_every),
                 states: Mutex::new(Vec::new()),
                 rec: Mutex::new(rec),
@@ -149,9 +153,15 @@ impl Gpu {
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }
-    /// True on software adapters (lavapipe, WARP), where kernels without workgroup memory win.
+    /// True on software adapters (lavapipe, WARP). Tuning follows [`Gpu::profile`]; this is for
+    /// what the driver itself does (its bugs and its timers).
     pub fn is_cpu(&self) -> bool {
         self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The profile the engine's policies follow: `RESFLOW_PROFILE`, else the adapter's type.
+    pub fn profile(&self) -> Profile {
+        self.inner.profile
     }
 
     // ---------------------------------------------------------------- memory

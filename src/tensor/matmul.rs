@@ -11,6 +11,7 @@ use crate::gpu::kernels::LOOP_BUDGET;
 use crate::gpu::{Binding, DeviceTexture, Gpu, KernelSpec, Slot};
 use crate::ops::{self, Binary, ShapeError};
 pub use crate::options::MatmulKernel;
+use crate::options::Profile;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -38,7 +39,7 @@ impl MatmulKernel {
     pub fn default_for(gpu: &Gpu) -> MatmulKernel {
         match crate::options::RuntimeOptions::get().matmul {
             Some(kernel) => kernel,
-            None if gpu.is_cpu() => MatmulKernel::Texture,
+            None if gpu.profile() == Profile::Cpu => MatmulKernel::Texture,
             None => MatmulKernel::Tiled,
         }
     }

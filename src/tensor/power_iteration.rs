@@ -5,6 +5,7 @@ use super::Tensor;
 use crate::gpu::kernels::LOOP_BUDGET;
 use crate::gpu::{Gpu, KernelSpec};
 use crate::ops;
+use crate::options::Profile;
 
 /// Loop iterations one invocation of the fused power-iteration kernel runs per power iteration
 /// at workgroup size `wg` (its row and column loops and the two tree reductions).
@@ -15,7 +16,7 @@ fn power_iteration_loops(rows: usize, cols: usize, wg: usize) -> usize {
 /// The power-iteration kernel's workgroup size: on CPU adapters every barrier switches between
 /// all of a workgroup's invocations, so small matrices run on few.
 fn power_iteration_workgroup(gpu: &Gpu, rows: usize, cols: usize) -> usize {
-    if gpu.is_cpu() && power_iteration_loops(rows, cols, 16) <= 16_384 {
+    if gpu.profile() == Profile::Cpu && power_iteration_loops(rows, cols, 16) <= 16_384 {
         16
     } else {
         256
