@@ -76,7 +76,8 @@ pub(crate) fn open(name: Option<&str>) -> Result<Opened, GpuError> {
     let optional = wgpu::Features::TIMESTAMP_QUERY
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
         | wgpu::Features::SHADER_F16
-        | wgpu::Features::SHADER_INT64;
+        | wgpu::Features::SHADER_INT64
+        | wgpu::Features::SUBGROUP;
     let features = adapter.features() & optional;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("resflow"),

@@ -14,7 +14,10 @@ pub const LOOP_BUDGET: usize = 32_768;
 /// naga test validates each of them, and samples of the generated kernels.
 pub const SHADERS: &[(&str, &[&str])] = &[
     ("broadcast", &[ELEMENTWISE_OPS, include_str!("../../shaders/elementwise/broadcast.wgsl")]),
-    ("reduce", &[include_str!("../../shaders/reduce/reduce.wgsl")]),
+    ("reduce", &[REDUCE]),
+    // Subgroup builtins need the device's `SUBGROUP` feature (naga takes them without an
+    // `enable` directive); only such devices are sent this shader.
+    ("reduce_subgroup", &[REDUCE, include_str!("../../shaders/reduce/reduce_subgroup.wgsl")]),
     ("matmul", &[include_str!("../../shaders/matmul/matmul.wgsl")]),
     ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
@@ -38,6 +41,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
 pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OPS])];
 
 const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwise_ops.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce/reduce.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/power_iteration/workgroup_sum.wgsl");
 
 /// The text of the shader or library `name`: the op codes as WGSL constants (the one table in

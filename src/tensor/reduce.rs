@@ -11,6 +11,7 @@ use crate::gpu::kernels::{grid_1d, LOOP_BUDGET};
 use crate::gpu::KernelSpec;
 use crate::ops::{reduced_shape, split_axis};
 use crate::ops::{Reduce, TensorOps};
+use crate::options::Profile;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -70,8 +71,16 @@ impl Tensor {
             scale: first_scale,
             pad: [0; 2],
         };
-        let entry = if per_group { "per_group" } else { "per_thread" };
-        let k = self.gpu.kernel(&KernelSpec::new("reduce", entry, 1, 1).with("OP", code as f64));
+        // On GPUs a workgroup's partial results combine through subgroup operations where the
+        // adapter has them; CPU adapters keep the workgroup-memory tree (their subgroups are
+        // SIMD lanes of one thread, and the tree measured no slower there).
+        let subgroups = self.gpu.profile() == Profile::Gpu && self.gpu.features().contains(wgpu::Features::SUBGROUP);
+        let (shader, entry) = match (per_group, subgroups) {
+            (true, true) => ("reduce_subgroup", "per_group_subgroup"),
+            (true, false) => ("reduce", "per_group"),
+            (false, _) => ("reduce", "per_thread"),
+        };
+        let k = self.gpu.kernel(&KernelSpec::new(shader, entry, 1, 1).with("OP", code as f64));
         let total = (outer * segs * inner) as u32;
         let groups = if per_group { grid_1d(total) } else { grid_1d(total.div_ceil(256)) };
         self.gpu.dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), out.binding()], groups);
@@ -107,5 +116,6 @@ pub(super) fn reduce(a: &Tensor, op: Reduce, axis: Option<usize>, keepdim: bool)
 }
 
 pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
-    vec![super::param_layout!("reduce", ReduceParams { outer, n, inner, seg_len, segs, scale })]
+    let layout = |shader| super::param_layout!(shader, ReduceParams { outer, n, inner, seg_len, segs, scale });
+    vec![layout("reduce"), layout("reduce_subgroup")]
 }
