@@ -177,6 +177,11 @@ fn matmul_both_kernels_match_reference() {
         assert_tensor_close("batched, copied", &got, &ca.matmul(&cb, false, false), 1e-4, 1e-4);
         let got = gb.matmul_using(&ga, true, true, kernel).unwrap();
         assert_tensor_close("batched, copied, transposed", &got, &cb.matmul(&ca, true, true), 1e-4, 1e-4);
+        // Batched results of more than one 128×128 tile each way, K not a multiple of 8.
+        let (ga, ca) = pair(&values(2 * 150 * 45, -1.0, 1.0, 65), &[2, 150, 45]);
+        let (gb, cb) = pair(&values(2 * 45 * 260, -1.0, 1.0, 66), &[2, 45, 260]);
+        let got = ga.matmul_using(&gb, false, false, kernel).unwrap();
+        assert_tensor_close("batched, large tiles", &got, &ca.matmul(&cb, false, false), 1e-4, 1e-4);
     }
 }
 

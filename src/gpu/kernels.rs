@@ -23,6 +23,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
     ("texture_stage", &[include_str!("../../shaders/matmul/texture_stage.wgsl")]),
     ("matmul_tiled", &[include_str!("../../shaders/matmul/matmul_tiled.wgsl")]),
+    ("matmul_tiled_large", &[include_str!("../../shaders/matmul/matmul_tiled_large.wgsl")]),
     ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
     ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
     ("random", &[include_str!("../../shaders/random/random.wgsl")]),

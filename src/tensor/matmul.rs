@@ -113,6 +113,7 @@ impl Tensor {
         let (shader, tile) = match kernel {
             MatmulKernel::Scalar => ("matmul", 64),
             MatmulKernel::Vec4 => ("matmul_vec4", 128),
+            MatmulKernel::Tiled if self.large_tiles_fit(m, n) => ("matmul_tiled_large", 128),
             MatmulKernel::Tiled => ("matmul_tiled", 64),
             MatmulKernel::Texture => unreachable!("handled above"),
         };
@@ -128,6 +129,17 @@ impl Tensor {
             groups,
         );
         Ok(out)
+    }
+
+    /// Whether the tiled kernel takes 128×128 tiles: the result spans at least one in each
+    /// direction (smaller ones would leave most of a workgroup idle) and the adapter gives a
+    /// workgroup the 256 invocations and 16 KiB of shared memory they need.
+    fn large_tiles_fit(&self, m: usize, n: usize) -> bool {
+        let l = self.gpu.limits();
+        m >= 128
+            && n >= 128
+            && l.max_compute_workgroup_storage_size >= 16 << 10
+            && l.max_compute_invocations_per_workgroup >= 256
     }
 
     /// A matmul with a reduction of at most `MAX_ELEMENTWISE_K` terms as the lazy elementwise
@@ -319,6 +331,7 @@ pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
         plain("matmul"),
         plain("matmul_vec4"),
         plain("matmul_tiled"),
+        plain("matmul_tiled_large"),
         super::param_layout!(
             "texture_stage",
             StageParams { rows, cols, row_stride, col_stride, batch_stride, width, height, layers }
