@@ -46,7 +46,7 @@ fn tolerance_edge_and_slowest_named_first() {
     assert!(err.starts_with("b x is slower"), "{err}");
     let c = compare(&new, &base, 0.01);
     assert_eq!(c.slower().len(), 2);
-    assert!(c.verdict().unwrap_err().contains("1 more rows slower"));
+    assert!(c.verdict().unwrap_err().contains("1 more row slower"));
 }
 
 #[test]

@@ -146,6 +146,7 @@ impl Comparison {
         };
         let others = match slow.len() {
             1 => String::new(),
+            2 => "; 1 more row slower".to_string(),
             n => format!("; {} more rows slower", n - 1),
         };
         Err(format!(
