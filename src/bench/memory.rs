@@ -14,6 +14,8 @@ use crate::ops::{Activation, Dist};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
+use super::JsonObject;
+
 /// One measured cell.
 #[derive(Debug, Clone)]
 pub struct MemoryRow {
@@ -27,16 +29,19 @@ pub struct MemoryRow {
 
 impl MemoryRow {
     pub fn json(&self) -> String {
-        format!(
-            "{{\"model\":\"{}\",\"mode\":\"{}\",\"terms\":{},\"peak_bytes\":{},\"held_bytes\":{},\"ms\":{:.1}}}",
-            self.model,
-            self.mode.label(),
-            self.terms,
-            self.peak_bytes,
-            self.held_bytes,
-            self.ms
-        )
+        self.json_object().line()
     }
+
+    pub fn json_object(&self) -> JsonObject {
+        JsonObject::new()
+            .str("model", self.model)
+            .str("mode", self.mode.label())
+            .num("terms", self.terms.to_string())
+            .num("peak_bytes", self.peak_bytes.to_string())
+            .num("held_bytes", self.held_bytes.to_string())
+            .num("ms", format!("{:.1}", self.ms))
+    }
+
     pub fn text(&self) -> String {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         format!(

@@ -5,8 +5,11 @@
 //! `RESFLOW_WALLCLOCK=1` forces wall-clock), otherwise by the wall-clock around a sync; the
 //! `timer` key says which.
 
+pub mod baseline;
 pub mod image;
+pub mod json;
 pub mod memory;
+pub mod shape;
 
 use std::time::Instant;
 
@@ -14,6 +17,8 @@ use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Gpu, GpuTimer, KernelSpec};
 use crate::ops::{Dist, TensorOps, Unary};
 use crate::tensor::Tensor;
+
+pub use json::{JsonObject, RunInfo};
 
 /// One measured kernel.
 #[derive(Debug, Clone)]
@@ -45,23 +50,28 @@ impl Row {
     }
 
     pub fn json(&self) -> String {
-        let mut s = format!(
-            "{{\"kernel\":\"{}\",\"shape\":\"{}\",\"ms\":{:.4},\"timer\":\"{}\"",
-            self.kernel, self.shape, self.ms, self.timer
-        );
+        self.json_object().line()
+    }
+
+    /// The row's keys, numbers at the fixed decimals scripts read (`ms` 4, rates 3, `pct_peak` 1).
+    pub fn json_object(&self) -> JsonObject {
+        let mut o = JsonObject::new()
+            .str("kernel", &self.kernel)
+            .str("shape", &self.shape)
+            .num("ms", format!("{:.4}", self.ms))
+            .str("timer", self.timer);
         match (self.work, self.rate()) {
-            (Work::Flops(_), Some(r)) => s.push_str(&format!(",\"gflops\":{r:.3}")),
-            (Work::Bytes(_), Some(r)) => s.push_str(&format!(",\"gbps\":{r:.3}")),
+            (Work::Flops(_), Some(r)) => o = o.num("gflops", format!("{r:.3}")),
+            (Work::Bytes(_), Some(r)) => o = o.num("gbps", format!("{r:.3}")),
             _ => {}
         }
         if let Some(p) = self.pct_peak {
-            s.push_str(&format!(",\"pct_peak\":{p:.1}"));
+            o = o.num("pct_peak", format!("{p:.1}"));
         }
         for (k, v) in &self.extra {
-            s.push_str(&format!(",\"{k}\":{v:.3}"));
+            o = o.num(k, format!("{v:.3}"));
         }
-        s.push('}');
-        s
+        o
     }
 
     pub fn text(&self) -> String {
