@@ -4,28 +4,7 @@
 // rows/columns are clamped on load and masked on store, which keeps the k-loop branch-free.
 // This is the variant for CPU adapters (lavapipe), where emulated barriers make tiling slower.
 
-struct Params {
-    m: u32, n: u32, k: u32, pad0: u32,
-    lda: u32, ldb: u32, ldc: u32, pad1: u32,
-    batch_a: u32, batch_b: u32, batch_c: u32, pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-// A is stored [M,K] (or [K,M] when TRANS_A), B is [K,N] (or [N,K] when TRANS_B).
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-
-fn a_index(row: u32, kk: u32) -> u32 {
-    return select(row * p.lda + kk, kk * p.lda + row, TRANS_A);
-}
-
-fn b_index(kk: u32, col: u32) -> u32 {
-    return select(kk * p.ldb + col, col * p.ldb + kk, TRANS_B);
-}
+// Params, bindings, TRANS_A/TRANS_B, a_index and b_index: matmul_common.wgsl.
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -2,35 +2,13 @@
 // K-steps of 16; each invocation accumulates a 4×4 block. The variant for real GPUs, where
 // shared tiles cut global-memory traffic by the tile width.
 
-struct Params {
-    m: u32, n: u32, k: u32, pad0: u32,
-    lda: u32, ldb: u32, ldc: u32, pad1: u32,
-    batch_a: u32, batch_b: u32, batch_c: u32, pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// Params, bindings, TRANS_A/TRANS_B and the loads of op(A), op(B): matmul_common.wgsl.
 
 const TILE: u32 = 64u;
 const BK: u32 = 16u;
 
 var<workgroup> tile_a: array<f32, 1024>; // [BK][TILE], k-major
 var<workgroup> tile_b: array<f32, 1024>; // [BK][TILE]
-
-fn load_a(base: u32, row: u32, kk: u32) -> f32 {
-    if row >= p.m || kk >= p.k { return 0.0; }
-    return a[base + select(row * p.lda + kk, kk * p.lda + row, TRANS_A)];
-}
-
-fn load_b(base: u32, kk: u32, col: u32) -> f32 {
-    if kk >= p.k || col >= p.n { return 0.0; }
-    return b[base + select(kk * p.ldb + col, col * p.ldb + kk, TRANS_B)];
-}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

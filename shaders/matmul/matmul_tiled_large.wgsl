@@ -7,19 +7,7 @@
 // An invocation's rows are two groups of four, 64 apart (and its columns likewise), so the
 // invocations of a row of the workgroup read neighbouring vec4s of shared memory.
 
-struct Params {
-    m: u32, n: u32, k: u32, pad0: u32,
-    lda: u32, ldb: u32, ldc: u32, pad1: u32,
-    batch_a: u32, batch_b: u32, batch_c: u32, pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// Params, bindings, TRANS_A/TRANS_B and the loads of op(A), op(B): matmul_common.wgsl.
 
 const TILE: u32 = 128u;
 const BK: u32 = 8u;
@@ -30,16 +18,6 @@ const SLICE4: u32 = 256u;
 // [2 buffers][BK][TILE / 4] vec4s: A's rows and B's columns along the vec4s.
 var<workgroup> tile_a: array<vec4<f32>, 512>;
 var<workgroup> tile_b: array<vec4<f32>, 512>;
-
-fn load_a(base: u32, row: u32, kk: u32) -> f32 {
-    if row >= p.m || kk >= p.k { return 0.0; }
-    return a[base + select(row * p.lda + kk, kk * p.lda + row, TRANS_A)];
-}
-
-fn load_b(base: u32, kk: u32, col: u32) -> f32 {
-    if kk >= p.k || col >= p.n { return 0.0; }
-    return b[base + select(kk * p.ldb + col, col * p.ldb + kk, TRANS_B)];
-}
 
 // Element t (0..4) of invocation `tid`'s share of a slice: (row or column in the tile, k).
 // Consecutive invocations take consecutive addresses of the operand as it is stored.

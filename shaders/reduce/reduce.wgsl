@@ -70,6 +70,23 @@ fn per_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     y[o] = acc_value(acc);
 }
 
+// Invocation `lid`'s share of output `o` of a one-workgroup-per-output reduction: every
+// 256th element of the output's segment.
+fn group_share(o: u32, lid: u32) -> Acc {
+    let j = o % p.inner;
+    let seg = (o / p.inner) % p.segs;
+    let r = o / (p.inner * p.segs);
+    let start = seg * p.seg_len;
+    let stop = min(start + p.seg_len, p.n);
+    var acc = acc_init();
+    if o < p.outer * p.segs * p.inner {
+        for (var k = start + lid; k < stop; k += 256u) {
+            acc = acc_push(acc, x[(r * p.n + k) * p.inner + j]);
+        }
+    }
+    return acc;
+}
+
 var<workgroup> partial_m: array<f32, 256>;
 var<workgroup> partial_s: array<f32, 256>;
 
@@ -79,17 +96,7 @@ fn per_group(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
              @builtin(local_invocation_index) lid: u32) {
     let o = wid.x + wid.y * nwg.x;
     let total = p.outer * p.segs * p.inner;
-    let j = o % p.inner;
-    let seg = (o / p.inner) % p.segs;
-    let r = o / (p.inner * p.segs);
-    let start = seg * p.seg_len;
-    let stop = min(start + p.seg_len, p.n);
-    var acc = acc_init();
-    if o < total {
-        for (var k = start + lid; k < stop; k += 256u) {
-            acc = acc_push(acc, x[(r * p.n + k) * p.inner + j]);
-        }
-    }
+    let acc = group_share(o, lid);
     partial_m[lid] = acc.m;
     partial_s[lid] = acc.s;
     workgroupBarrier();

@@ -12,17 +12,7 @@ fn per_group_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                       @builtin(num_subgroups) subgroups: u32) {
     let o = wid.x + wid.y * nwg.x;
     let total = p.outer * p.segs * p.inner;
-    let j = o % p.inner;
-    let seg = (o / p.inner) % p.segs;
-    let r = o / (p.inner * p.segs);
-    let start = seg * p.seg_len;
-    let stop = min(start + p.seg_len, p.n);
-    var acc = acc_init();
-    if o < total {
-        for (var k = start + lid; k < stop; k += 256u) {
-            acc = acc_push(acc, x[(r * p.n + k) * p.inner + j]);
-        }
-    }
+    let acc = group_share(o, lid);
     // The subgroup's combination of its invocations' (m, s): a sum, a max, or a log-sum-exp
     // rescaled to the subgroup's running max (NEG_INF is finite, so exp(0) · 0 stays 0).
     var merged: Acc;

@@ -18,12 +18,12 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     // Subgroup builtins need the device's `SUBGROUP` feature (naga takes them without an
     // `enable` directive); only such devices are sent this shader.
     ("reduce_subgroup", &[REDUCE, include_str!("../../shaders/reduce/reduce_subgroup.wgsl")]),
-    ("matmul", &[include_str!("../../shaders/matmul/matmul.wgsl")]),
+    ("matmul", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul.wgsl")]),
     ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
     ("texture_stage", &[include_str!("../../shaders/matmul/texture_stage.wgsl")]),
-    ("matmul_tiled", &[include_str!("../../shaders/matmul/matmul_tiled.wgsl")]),
-    ("matmul_tiled_large", &[include_str!("../../shaders/matmul/matmul_tiled_large.wgsl")]),
+    ("matmul_tiled", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul_tiled.wgsl")]),
+    ("matmul_tiled_large", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul_tiled_large.wgsl")]),
     ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
     ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
     ("random", &[include_str!("../../shaders/random/random.wgsl")]),
@@ -42,6 +42,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
 pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OPS])];
 
 const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwise_ops.wgsl");
+const MATMUL_COMMON: &str = include_str!("../../shaders/matmul/matmul_common.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce/reduce.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/power_iteration/workgroup_sum.wgsl");
 
