@@ -55,6 +55,26 @@ impl Profile {
     }
 }
 
+/// The precision of matmul and convolution operands. `F16` stores them as IEEE half floats
+/// (staged textures and buffers) and accumulates in f32; everything else (elementwise ops,
+/// reductions, log-dets, optimiser state, power iteration) stays f32. Only adapters with
+/// `SHADER_F16` are sent f16 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
 /// Default dispatches per submit (see [`RuntimeOptions::submit_every`]). Submitting in chunks
 /// lets the device run beside the host's recording: lavapipe executes on its queue thread, and
 /// a batch-1024 toy training step went from 0.263 to 0.230 s (`resflow train`, medians of four

@@ -146,3 +146,22 @@ fn out_then_baseline_round_trip() {
     assert!(!bad.status.success() && err.contains("line 1: bad JSON") && !err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn f16_rows_sit_beside_the_f32_ones() {
+    let run = resflow(&["bench", "--filter", "matmul", "--shape", "64x96x32", "--reps", "1", "--json"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let row = |kernel: &str| rows.iter().find(|r| r["kernel"] == kernel).unwrap_or_else(|| panic!("no {kernel} row"));
+    assert_eq!(row("matmul")["precision"], "f32");
+    assert_eq!(row("matmul_f16")["precision"], "f16");
+    assert_eq!(row("matmul_f16")["shape"], row("matmul")["shape"]);
+    // A whole run in f16 times its rows in f16 once, not twice.
+    let half =
+        resflow(&["--precision", "f16", "bench", "--filter", "matmul", "--shape", "64x96x32", "--reps", "1", "--json"]);
+    assert!(half.status.success(), "{}", String::from_utf8_lossy(&half.stderr));
+    let text = String::from_utf8_lossy(&half.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains("\"kernel\":\"matmul_f16\"")).count(), 1, "{text}");
+    assert!(!text.contains("\"kernel\":\"matmul\""), "{text}");
+}

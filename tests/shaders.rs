@@ -7,7 +7,8 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 #[test]
 fn every_shader_validates_and_translates() {
     assert!(resflow::gpu::kernels::SHADERS.len() >= 10);
-    for (name, _) in resflow::gpu::kernels::SHADERS {
+    assert!(resflow::gpu::kernels::shader_names().count() > resflow::gpu::kernels::SHADERS.len());
+    for name in resflow::gpu::kernels::shader_names() {
         check(name, resflow::gpu::kernels::source(name));
     }
 }
@@ -84,7 +85,8 @@ fn check(name: &str, source: &str) {
     }
 
     let mut hlsl_out = String::new();
-    let options = hlsl::Options::default();
+    // f16 arithmetic needs HLSL shader model 6.2.
+    let options = hlsl::Options { shader_model: hlsl::ShaderModel::V6_2, ..Default::default() };
     let pipeline_options = hlsl::PipelineOptions::default();
     let mut writer = hlsl::Writer::new(&mut hlsl_out, &options, &pipeline_options);
     writer.write(&module, &info, None).unwrap_or_else(|e| panic!("{name}.wgsl → HLSL: {e:?}"));

@@ -33,5 +33,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    textureStore(dst, vec2<u32>(x, yc), img, v);
+    textureStore(dst, vec2<u32>(x, yc), img, texel(v));
 }

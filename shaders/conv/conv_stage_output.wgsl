@@ -25,5 +25,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    textureStore(dst, vec2<u32>(p4, c), 0u, v);
+    textureStore(dst, vec2<u32>(p4, c), 0u, texel(v));
 }

@@ -42,5 +42,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    textureStore(dst, vec2<u32>(t, r), 0u, v);
+    textureStore(dst, vec2<u32>(t, r), 0u, texel(v));
 }

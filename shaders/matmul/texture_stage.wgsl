@@ -41,5 +41,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    textureStore(dst, vec2<u32>(x, row), layer, v);
+    textureStore(dst, vec2<u32>(x, row), layer, texel(v));
 }

@@ -78,6 +78,7 @@ pub fn run(gpu: &Gpu, data_dir: &Path, which: &[String], paper_batch: usize, rep
                 pct_peak: None,
                 timer: "wall",
                 extra: vec![("s_per_step", s), ("images_per_s", batch as f64 / s), ("peak_gb", peak as f64 / 1e9)],
+                precision: gpu.precision(),
             }
         })
         .collect()

@@ -31,13 +31,12 @@ impl JsonObject {
         self
     }
 
-    /// The run's description keys after the row's own.
+    /// The run's description keys after the row's own (which include its precision).
     pub fn with_run(self, run: &RunInfo) -> Self {
         self.str("adapter", &run.adapter)
             .str("driver", &run.driver)
             .str("backend", &run.backend)
             .str("profile", run.profile)
-            .str("precision", run.precision)
     }
 
     pub fn line(&self) -> String {
@@ -69,8 +68,6 @@ pub struct RunInfo {
     pub backend: String,
     /// `gpu` or `cpu`: the profile the engine's policies followed.
     pub profile: &'static str,
-    /// Element type of the timed kernels.
-    pub precision: &'static str,
 }
 
 impl RunInfo {
@@ -81,7 +78,6 @@ impl RunInfo {
             driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
             backend: format!("{:?}", i.backend),
             profile: gpu.profile().name(),
-            precision: "f32",
         }
     }
 }

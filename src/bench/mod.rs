@@ -16,6 +16,7 @@ use std::time::Instant;
 use crate::gpu::kernels::grid_1d;
 use crate::gpu::{Gpu, GpuTimer, KernelSpec};
 use crate::ops::{Dist, TensorOps, Unary};
+use crate::options::Precision;
 use crate::tensor::Tensor;
 
 pub use json::{JsonObject, RunInfo};
@@ -31,6 +32,8 @@ pub struct Row {
     pub pct_peak: Option<f64>,
     pub timer: &'static str,
     pub extra: Vec<(&'static str, f64)>,
+    /// Of the timed kernels' operands (`f16` for the `*_f16` rows).
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +74,7 @@ impl Row {
         for (k, v) in &self.extra {
             o = o.num(k, format!("{v:.3}"));
         }
-        o
+        o.str("precision", self.precision.name())
     }
 
     pub fn text(&self) -> String {
@@ -149,6 +152,7 @@ fn peak_kernels(gpu: &Gpu, reps: usize) -> (Peaks, Vec<Row>) {
         pct_peak: Some(100.0),
         timer,
         extra: vec![],
+        precision: gpu.precision(),
     };
 
     let n_vec4: u32 = 1 << 22; // 16 M floats
@@ -167,6 +171,7 @@ fn peak_kernels(gpu: &Gpu, reps: usize) -> (Peaks, Vec<Row>) {
         pct_peak: Some(100.0),
         timer,
         extra: vec![],
+        precision: gpu.precision(),
     };
     // The same copy through the staged-texture input path of the elementwise kernels (an
     // identity op): on CPU adapters the faster way to move data, so the peak is the better one.
@@ -201,13 +206,14 @@ fn matmul_row(gpu: &Gpu, m: usize, k: usize, n: usize, reps: usize) -> Row {
     });
     let shape = if m == k && k == n { format!("{m}^3") } else { format!("{m}x{k}*{k}x{n}") };
     Row {
-        kernel: "matmul".into(),
+        kernel: format!("matmul{}", precision_suffix(gpu)),
         shape,
         ms,
         work: Work::Flops(2.0 * (m * k * n) as f64),
         pct_peak: None,
         timer,
         extra: vec![],
+        precision: gpu.precision(),
     }
 }
 
@@ -225,6 +231,7 @@ fn stream_row(gpu: &Gpu, name: &str, bytes_per_element: f64, reps: usize, run: i
         pct_peak: None,
         timer,
         extra: vec![],
+        precision: gpu.precision(),
     }
 }
 
@@ -268,7 +275,28 @@ fn overhead_row(gpu: &Gpu, reps: usize, fused: bool) -> Row {
         pct_peak: None,
         timer: "wall",
         extra: vec![("us_per_op", ms * 1e3 / ops as f64), ("dispatches", per_chain)],
+        precision: gpu.precision(),
     }
+}
+
+/// `_f16` on the names of rows timed with f16 operands.
+fn precision_suffix(gpu: &Gpu) -> &'static str {
+    match gpu.precision() {
+        Precision::F32 => "",
+        Precision::F16 => "_f16",
+    }
+}
+
+/// `f`'s result with f16 operands (the f16 rows beside the f32 ones), or `None` where the
+/// adapter has no `SHADER_F16` or the whole run is already in f16.
+pub fn with_f16<R>(gpu: &Gpu, f: impl FnOnce() -> R) -> Option<R> {
+    if gpu.precision() == Precision::F16 {
+        return None;
+    }
+    gpu.set_precision(Precision::F16).ok()?;
+    let result = f();
+    gpu.set_precision(Precision::F32).expect("f32 needs no feature");
+    Some(result)
 }
 
 /// Which rows to run: the kernel name must contain `filter` (empty = all).
@@ -283,6 +311,9 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
     if wanted("matmul") {
         for (m, k, n) in [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (500, 128, 128)] {
             emit(&with_peak(matmul_row(gpu, m, k, n, reps), &peaks));
+            if let Some(row) = with_f16(gpu, || matmul_row(gpu, m, k, n, reps)) {
+                emit(&with_peak(row, &peaks));
+            }
         }
     }
     if wanted("silu") {
@@ -318,7 +349,8 @@ pub fn run(gpu: &Gpu, filter: &str, reps: usize, mut emit: impl FnMut(&Row)) {
     }
     if wanted("conv2d") {
         for (x, co, k) in [([16, 3, 32, 32], 512, 3), ([16, 512, 16, 16], 512, 1), ([8, 64, 16, 16], 64, 3)] {
-            for row in conv_rows(gpu, x, co, k, reps) {
+            let half = with_f16(gpu, || conv_rows(gpu, x, co, k, reps)).unwrap_or_default();
+            for row in conv_rows(gpu, x, co, k, reps).into_iter().chain(half) {
                 emit(&with_peak(row, &peaks));
             }
         }
@@ -348,6 +380,7 @@ fn power_iteration_row(gpu: &Gpu, shape: &[usize], spatial: Option<(usize, usize
         pct_peak: None,
         timer,
         extra: vec![],
+        precision: gpu.precision(),
     }
 }
 
@@ -369,11 +402,14 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
             pct_peak: None,
             timer,
             extra: vec![],
+            precision: gpu.precision(),
         })
     };
-    push("conv2d", time_median(gpu, 1, reps, || drop(input.conv2d(&weight))));
-    push("conv2d_grad_input", time_median(gpu, 1, reps, || drop(grad.conv_transpose2d(&weight))));
-    push("conv2d_grad_weight", time_median(gpu, 1, reps, || drop(input.conv2d_grad_weight(&grad, k))));
+    let suffix = precision_suffix(gpu);
+    push(&format!("conv2d{suffix}"), time_median(gpu, 1, reps, || drop(input.conv2d(&weight))));
+    push(&format!("conv2d_grad_input{suffix}"), time_median(gpu, 1, reps, || drop(grad.conv_transpose2d(&weight))));
+    let grad_weight = time_median(gpu, 1, reps, || drop(input.conv2d_grad_weight(&grad, k)));
+    push(&format!("conv2d_grad_weight{suffix}"), grad_weight);
     rows
 }
 
@@ -414,6 +450,7 @@ pub fn toy_step(gpu: &Gpu, reps: usize) -> Result<Vec<Row>, crate::train::TrainE
                 pct_peak: None,
                 timer: "wall",
                 extra: vec![("s_per_step", ms / 1e3)],
+                precision: gpu.precision(),
             })
         })
         .collect()

@@ -106,9 +106,15 @@ pub fn run(gpu: &Gpu, filter: &str, shapes: &[KernelShape], reps: usize, mut emi
         emit(r);
     }
     for shape in shapes {
-        let rows = match *shape {
-            KernelShape::Matmul { m, k, n } => vec![matmul_row(gpu, m, k, n, reps)],
-            KernelShape::Conv2d { x, co, k } => conv_rows(gpu, x, co, k, reps),
+        let rows: Vec<Row> = match *shape {
+            KernelShape::Matmul { m, k, n } => {
+                let half = super::with_f16(gpu, || matmul_row(gpu, m, k, n, reps));
+                std::iter::once(matmul_row(gpu, m, k, n, reps)).chain(half).collect()
+            }
+            KernelShape::Conv2d { x, co, k } => {
+                let half = super::with_f16(gpu, || conv_rows(gpu, x, co, k, reps)).unwrap_or_default();
+                conv_rows(gpu, x, co, k, reps).into_iter().chain(half).collect()
+            }
         };
         for row in rows.into_iter().filter(|r| r.kernel.contains(filter)) {
             emit(&with_peak(row, &peaks));

@@ -11,6 +11,7 @@ mod train;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use resflow::options::Precision;
 use resflow::Gpu;
 
 #[derive(Parser)]
@@ -19,6 +20,11 @@ struct Cli {
     /// Use the GPU adapter whose name contains this (case-insensitive); also RESFLOW_ADAPTER.
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Operand precision of matmuls and convolutions: f16 stores them as half floats and
+    /// accumulates in f32 (needs an adapter with SHADER_F16); weights, optimiser state and
+    /// log-dets stay f32.
+    #[arg(long, global = true, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -59,6 +65,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::new(cli.adapter.as_deref())?;
+    gpu.set_precision(cli.precision)?;
     match cli.command {
         None => train::run(&gpu, &train::TrainArgs::default()),
         Some(Command::Train(args)) => train::run(&gpu, &args),

@@ -6,7 +6,7 @@
 //! own VJP, elementwise mul). Recorded on a tape this is the one JVP the Neumann surrogate
 //! needs; on a no-grad tape with detached weights it computes the power-series terms.
 
-use crate::nn::{Binder, Conv2d, Linear, ParamId, ParamStore, PowerIters};
+use crate::nn::{Binder, Conv2d, Linear, ParamId, ParamStore, PowerIters, Weight};
 use crate::ops::{Activation, TensorOps, Unary};
 use crate::tape::{Tape, Var};
 
@@ -18,7 +18,7 @@ pub enum Layer {
 }
 
 impl Layer {
-    fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> (Var<T>, Var<T>) {
+    fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> (Weight<T>, Var<T>) {
         match self {
             Layer::Linear(l) => (l.weight(b), b.var(l.bias)),
             Layer::Conv(c) => (c.weight(b), b.var(c.bias)),
@@ -41,7 +41,7 @@ impl Layer {
 /// The effective (normalised) weights of one evaluation of g, as values on a tape.
 #[derive(Clone)]
 pub struct NetWeights<T> {
-    weights: Vec<Var<T>>,
+    weights: Vec<Weight<T>>,
     biases: Vec<Var<T>>,
     betas: Vec<Option<Var<T>>>,
 }
@@ -51,7 +51,7 @@ impl<T: TensorOps> NetWeights<T> {
     pub fn detached(&self) -> NetWeights<T> {
         let d = |v: &Var<T>| Var::constant(v.value.clone());
         NetWeights {
-            weights: self.weights.iter().map(d).collect(),
+            weights: self.weights.iter().map(Weight::detached).collect(),
             biases: self.biases.iter().map(d).collect(),
             betas: self.betas.iter().map(|b| b.as_ref().map(d)).collect(),
         }
@@ -162,11 +162,12 @@ impl LipschitzNet {
         NetWeights { weights, biases, betas }
     }
 
-    fn linear<T: TensorOps>(&self, tape: &Tape<T>, i: usize, w: &Var<T>, x: &Var<T>) -> Var<T> {
-        match &self.layers[i] {
-            Layer::Linear(_) => tape.matmul(x, w, false, true),
-            Layer::Conv(_) => tape.conv2d(x, w),
-        }
+    fn linear<T: TensorOps>(&self, tape: &Tape<T>, i: usize, w: &Weight<T>, x: &Var<T>) -> Var<T> {
+        let y = match &self.layers[i] {
+            Layer::Linear(_) => tape.matmul(x, &w.value, false, true),
+            Layer::Conv(_) => tape.conv2d(x, &w.value),
+        };
+        w.scale_output(tape, y)
     }
 
     fn add_bias<T: TensorOps>(&self, tape: &Tape<T>, i: usize, y: &Var<T>, b: &Var<T>) -> Var<T> {

@@ -5,8 +5,15 @@ use std::fmt;
 /// Why no usable GPU context could be made. Printed as one line that names the fix.
 #[derive(Debug, Clone)]
 pub enum GpuError {
-    NoAdapter { wanted: Option<String>, found: Vec<String> },
+    NoAdapter {
+        wanted: Option<String>,
+        found: Vec<String>,
+    },
     RequestDevice(String),
+    /// `--precision f16` on an adapter without the `SHADER_F16` feature.
+    NoShaderF16 {
+        adapter: String,
+    },
 }
 
 impl fmt::Display for GpuError {
@@ -23,6 +30,10 @@ impl fmt::Display for GpuError {
                 if found.is_empty() { "none".to_string() } else { found.join(", ") }
             ),
             GpuError::RequestDevice(e) => write!(f, "the GPU adapter refused to create a device: {e}"),
+            GpuError::NoShaderF16 { adapter } => write!(
+                f,
+                "--precision f16 needs the SHADER_F16 feature, which {adapter} does not offer; use --precision f32"
+            ),
         }
     }
 }
@@ -49,8 +60,9 @@ pub(crate) struct Opened {
 }
 
 /// Picks an adapter (by `name` substring, case-insensitive, if given) and opens a device with the
-/// adapter's real limits and the optional features we can use.
-pub(crate) fn open(name: Option<&str>) -> Result<Opened, GpuError> {
+/// adapter's real limits and the optional features we can use, less `withheld` (tests of what
+/// happens on adapters without a feature).
+pub(crate) fn open(name: Option<&str>, withheld: wgpu::Features) -> Result<Opened, GpuError> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
     let instance = wgpu::Instance::new(desc);
@@ -78,7 +90,7 @@ pub(crate) fn open(name: Option<&str>) -> Result<Opened, GpuError> {
         | wgpu::Features::SHADER_F16
         | wgpu::Features::SHADER_INT64
         | wgpu::Features::SUBGROUP;
-    let features = adapter.features() & optional;
+    let features = adapter.features() & optional & !withheld;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("resflow"),
         required_features: features,

@@ -21,22 +21,58 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul.wgsl")]),
     ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
-    ("texture_stage", &[include_str!("../../shaders/matmul/texture_stage.wgsl")]),
+    ("texture_stage", &[TEXEL_F32, include_str!("../../shaders/matmul/texture_stage.wgsl")]),
     ("matmul_tiled", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul_tiled.wgsl")]),
     ("matmul_tiled_large", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul_tiled_large.wgsl")]),
     ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
     ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
     ("random", &[include_str!("../../shaders/random/random.wgsl")]),
     ("peak", &[include_str!("../../shaders/bench/peak.wgsl")]),
-    ("conv_stage_input", &[include_str!("../../shaders/conv/conv_stage_input.wgsl")]),
-    ("conv_stage_weight", &[include_str!("../../shaders/conv/conv_stage_weight.wgsl")]),
-    ("conv_stage_output", &[include_str!("../../shaders/conv/conv_stage_output.wgsl")]),
+    ("conv_stage_input", &[TEXEL_F32, include_str!("../../shaders/conv/conv_stage_input.wgsl")]),
+    ("conv_stage_weight", &[TEXEL_F32, include_str!("../../shaders/conv/conv_stage_weight.wgsl")]),
+    ("conv_stage_output", &[TEXEL_F32, include_str!("../../shaders/conv/conv_stage_output.wgsl")]),
     ("conv_gemm", &[include_str!("../../shaders/conv/conv_gemm.wgsl")]),
     ("conv_grad_weight", &[include_str!("../../shaders/conv/conv_grad_weight.wgsl")]),
     ("power_iteration", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration.wgsl")]),
     ("power_iteration_vec4", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration_vec4.wgsl")]),
     ("adam", &[include_str!("../../shaders/adam/adam.wgsl")]),
+    // These need the device's `SHADER_F16` feature (`enable f16;`); only such devices are sent
+    // them (`Gpu::set_precision` refuses f16 elsewhere).
+    ("to_half", &[include_str!("../../shaders/precision/to_half.wgsl")]),
+    ("round_half", &[include_str!("../../shaders/precision/round_half.wgsl")]),
+    ("matmul_f16", &[include_str!("../../shaders/matmul/matmul_f16.wgsl")]),
 ];
+
+/// The f16 forms of the texture-staged kernels, by name and the shader they are made from: the
+/// same files with `rgba16float` texels for `rgba32float`, and the staging kernels' `texel`
+/// rounding to f16 (`texel_f16.wgsl` for `texel_f32.wgsl`). Loads return f32 vectors, so the
+/// operands take half the memory and the arithmetic stays f32.
+pub const HALF_TEXEL_SHADERS: &[(&str, &str)] = &[
+    ("texture_stage_f16", "texture_stage"),
+    ("matmul_texture_f16", "matmul_texture"),
+    ("conv_stage_input_f16", "conv_stage_input"),
+    ("conv_stage_weight_f16", "conv_stage_weight"),
+    ("conv_stage_output_f16", "conv_stage_output"),
+    ("conv_gemm_f16", "conv_gemm"),
+    ("conv_grad_weight_f16", "conv_grad_weight"),
+];
+
+/// `shader`, or its f16-texel form (from [`HALF_TEXEL_SHADERS`]) when `texels` is f16.
+pub fn with_texels(shader: &'static str, texels: super::Texels) -> &'static str {
+    if texels == super::Texels::F32 {
+        return shader;
+    }
+    HALF_TEXEL_SHADERS
+        .iter()
+        .find(|(_, base)| *base == shader)
+        .map(|(half, _)| *half)
+        .unwrap_or_else(|| panic!("{shader} has no f16-texel form"))
+}
+
+/// The name of every kernel shader: [`SHADERS`], then [`HALF_TEXEL_SHADERS`].
+pub fn shader_names() -> impl Iterator<Item = &'static str> {
+    SHADERS.iter().map(|(n, _)| *n).chain(HALF_TEXEL_SHADERS.iter().map(|(n, _)| *n))
+}
 
 /// Libraries of functions without an entry point, which generated kernels start with.
 pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OPS])];
@@ -44,15 +80,31 @@ pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OP
 const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwise_ops.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul/matmul_common.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce/reduce.wgsl");
+const TEXEL_F32: &str = include_str!("../../shaders/precision/texel_f32.wgsl");
+const TEXEL_F16: &str = include_str!("../../shaders/precision/texel_f16.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/power_iteration/workgroup_sum.wgsl");
 
-/// The text of the shader or library `name`: the op codes as WGSL constants (the one table in
+/// The text of the shader or library `name`: its `enable` directives (which WGSL wants before
+/// any declaration), the op codes as WGSL constants (the one table in
 /// `crate::ops::op_code_constants`, so Rust and WGSL cannot disagree), then its files.
 pub fn source(name: &str) -> &'static str {
     static SOURCES: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> = std::sync::OnceLock::new();
     let sources = SOURCES.get_or_init(|| {
         let header = crate::ops::op_code_constants();
-        SHADERS.iter().chain(LIBRARIES).map(|(n, files)| (*n, format!("{header}{}", files.concat()))).collect()
+        let assemble = |files: &[&str]| {
+            let text = files.concat();
+            let (enables, rest): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.starts_with("enable "));
+            let enables: String = enables.iter().map(|l| format!("{l}\n")).collect();
+            format!("{enables}{header}{}\n", rest.join("\n"))
+        };
+        let mut sources: std::collections::HashMap<&'static str, String> =
+            SHADERS.iter().chain(LIBRARIES).map(|(n, files)| (*n, assemble(files))).collect();
+        for (half, base) in HALF_TEXEL_SHADERS {
+            let (_, files) = SHADERS.iter().find(|(n, _)| n == base).expect("an f16 form of a listed shader");
+            let files: Vec<&str> = files.iter().map(|&f| if f == TEXEL_F32 { TEXEL_F16 } else { f }).collect();
+            sources.insert(half, assemble(&files).replace("rgba32float", "rgba16float"));
+        }
+        sources
     });
     sources.get(name).map(String::as_str).unwrap_or_else(|| panic!("no shader named {name}"))
 }
@@ -75,6 +127,23 @@ pub enum Slot {
     Texture,
     /// `texture_storage_2d_array<rgba32float, write>`.
     StorageTexture,
+    /// `texture_storage_2d_array<rgba16float, read>`: f16 operands, loaded as f32 vectors.
+    HalfTexture,
+    /// `texture_storage_2d_array<rgba16float, write>`.
+    HalfStorageTexture,
+}
+
+impl Slot {
+    /// This slot with its texels as `texels` (buffers are unchanged).
+    pub fn with_texels(self, texels: super::Texels) -> Slot {
+        match (self, texels) {
+            (Slot::Texture | Slot::HalfTexture, super::Texels::F32) => Slot::Texture,
+            (Slot::Texture | Slot::HalfTexture, super::Texels::F16) => Slot::HalfTexture,
+            (Slot::StorageTexture | Slot::HalfStorageTexture, super::Texels::F32) => Slot::StorageTexture,
+            (Slot::StorageTexture | Slot::HalfStorageTexture, super::Texels::F16) => Slot::HalfStorageTexture,
+            (buffer, _) => buffer,
+        }
+    }
 }
 
 /// What to compile: a shader's entry point, its binding slots and its override constants.
@@ -155,16 +224,19 @@ pub(crate) fn layout(device: &wgpu::Device, slots: &[Slot]) -> Layout {
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },
-            Slot::Texture => wgpu::BindingType::StorageTexture {
-                access: wgpu::StorageTextureAccess::ReadOnly,
-                format: wgpu::TextureFormat::Rgba32Float,
-                view_dimension: wgpu::TextureViewDimension::D2Array,
-            },
-            Slot::StorageTexture => wgpu::BindingType::StorageTexture {
-                access: wgpu::StorageTextureAccess::WriteOnly,
-                format: wgpu::TextureFormat::Rgba32Float,
-                view_dimension: wgpu::TextureViewDimension::D2Array,
-            },
+            Slot::Texture | Slot::HalfTexture | Slot::StorageTexture | Slot::HalfStorageTexture => {
+                let read = matches!(slot, Slot::Texture | Slot::HalfTexture);
+                let half = matches!(slot, Slot::HalfTexture | Slot::HalfStorageTexture);
+                wgpu::BindingType::StorageTexture {
+                    access: if read {
+                        wgpu::StorageTextureAccess::ReadOnly
+                    } else {
+                        wgpu::StorageTextureAccess::WriteOnly
+                    },
+                    format: if half { super::Texels::F16 } else { super::Texels::F32 }.format(),
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                }
+            }
         };
         entries.push(wgpu::BindGroupLayoutEntry {
             binding: i as u32 + 1,

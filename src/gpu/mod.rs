@@ -14,15 +14,15 @@ pub use device::GpuError;
 pub use kernels::{Kernel, KernelSpec, Slot};
 pub use pool::{bucket_size, BufferKind, PoolStats};
 pub use recorder::RecordStats;
-pub use texture::{DeviceTexture, FLAT_ROWS, FLAT_WIDTH};
+pub use texture::{DeviceTexture, Texels, FLAT_ROWS, FLAT_WIDTH};
 pub use timer::GpuTimer;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::options::{Profile, RuntimeOptions};
+use crate::options::{Precision, Profile, RuntimeOptions};
 use pool::Pool;
 use recorder::Recorder;
 
@@ -43,6 +43,8 @@ pub(crate) struct GpuInner {
     layouts: Mutex<HashMap<Vec<kernels::Slot>, Arc<kernels::Layout>>>,
     runtime_checks: bool,
     profile: Profile,
+    /// Whether matmul and convolution operands are stored as f16 (see [`Gpu::set_precision`]).
+    half_operands: AtomicBool,
     /// Dispatches per submit (0 = only at a readback or sync).
     submit_every: AtomicU64,
     /// Per-device state of upper layers, one value per type (see [`Gpu::state`]).
@@ -91,9 +93,18 @@ impl Gpu {
     /// As [`Gpu::new`], choosing whether kernels are compiled with wgpu's injected bounds checks
     /// and loop bounds (a debugging aid; off by default, `RESFLOW_SHADER_CHECKS=1` turns it on).
     pub fn with_runtime_checks(adapter: Option<&str>, runtime_checks: bool) -> Result<Gpu, GpuError> {
+        Gpu::open(adapter, runtime_checks, wgpu::Features::empty())
+    }
+
+    /// As [`Gpu::new`] without the optional `withheld` features, as if the adapter lacked them.
+    pub fn without_features(withheld: wgpu::Features) -> Result<Gpu, GpuError> {
+        Gpu::open(None, RuntimeOptions::get().shader_checks, withheld)
+    }
+
+    fn open(adapter: Option<&str>, runtime_checks: bool, withheld: wgpu::Features) -> Result<Gpu, GpuError> {
         let options = RuntimeOptions::get();
         let name = adapter.map(str::to_string).or_else(|| options.adapter.clone());
-        let opened = device::open(name.as_deref())?;
+        let opened = device::open(name.as_deref(), withheld)?;
         let rec = Recorder::new(&opened.device, &opened.limits);
         let adapter_profile =
             if opened.adapter_info.device_type == wgpu::DeviceType::Cpu { Profile::Cpu } else { Profile::Gpu };
@@ -109,6 +120,7 @@ impl Gpu {
                 layouts: Mutex::new(HashMap::new()),
                 runtime_checks,
                 profile: options.profile.unwrap_or(adapter_profile),
+                half_operands: AtomicBool::new(false),
                 submit_every: AtomicU64::new(options.submit_every),
                 states: Mutex::new(Vec::new()),
                 rec: Mutex::new(rec),
@@ -164,6 +176,24 @@ impl Gpu {
         self.inner.profile
     }
 
+    /// The precision of matmul and convolution operands from now on. `F16` needs the adapter's
+    /// `SHADER_F16` feature: without it this is an error, and no f16 code is ever compiled.
+    pub fn set_precision(&self, precision: Precision) -> Result<(), GpuError> {
+        if precision == Precision::F16 && !self.features().contains(wgpu::Features::SHADER_F16) {
+            return Err(GpuError::NoShaderF16 { adapter: self.info().name.clone() });
+        }
+        self.inner.half_operands.store(precision == Precision::F16, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        if self.inner.half_operands.load(Ordering::Relaxed) {
+            Precision::F16
+        } else {
+            Precision::F32
+        }
+    }
+
     // ---------------------------------------------------------------- memory
 
     pub fn alloc(&self, bytes: u64) -> DeviceBuffer {
@@ -177,13 +207,24 @@ impl Gpu {
 
     /// A pooled `rgba32float` 2-D array texture of `width × height` texels and `layers` layers.
     pub fn alloc_texture(&self, width: u32, height: u32, layers: u32) -> DeviceTexture {
-        let (texture, view) =
-            self.inner.pool.lock().unwrap().acquire_texture(&self.inner.device, width, height, layers);
-        DeviceTexture::new(self.clone(), texture, view, [width, height, layers])
+        self.alloc_texture_of(Texels::F32, width, height, layers)
     }
 
-    pub(crate) fn release_texture(&self, dims: [u32; 3], texture: wgpu::Texture, view: wgpu::TextureView) {
-        self.inner.pool.lock().unwrap().release_texture(dims, texture, view);
+    /// As [`Gpu::alloc_texture`], of the given texels.
+    pub fn alloc_texture_of(&self, texels: Texels, width: u32, height: u32, layers: u32) -> DeviceTexture {
+        let dims = [width, height, layers];
+        let (texture, view) = self.inner.pool.lock().unwrap().acquire_texture(&self.inner.device, dims, texels);
+        DeviceTexture::new(self.clone(), texture, view, dims, texels)
+    }
+
+    pub(crate) fn release_texture(
+        &self,
+        dims: [u32; 3],
+        texels: Texels,
+        texture: wgpu::Texture,
+        view: wgpu::TextureView,
+    ) {
+        self.inner.pool.lock().unwrap().release_texture(dims, texels, texture, view);
     }
 
     pub fn pool_stats(&self) -> PoolStats {

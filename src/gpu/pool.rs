@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use super::texture::Texels;
+
 /// Counters of the pool; `live` and `peak` count bucket (allocated) sizes, not requested ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -55,16 +57,19 @@ pub fn bucket_size(bytes: u64) -> u64 {
     bytes.div_ceil(step) * step
 }
 
+/// A free texture and its 2-D array view.
+type PooledTexture = (wgpu::Texture, wgpu::TextureView);
+
 #[derive(Default)]
 pub(crate) struct Pool {
     free: HashMap<(BufferKind, u64), Vec<wgpu::Buffer>>,
-    free_textures: HashMap<[u32; 3], Vec<(wgpu::Texture, wgpu::TextureView)>>,
+    free_textures: HashMap<([u32; 3], Texels), Vec<PooledTexture>>,
     stats: PoolStats,
 }
 
-/// Bytes of an `rgba32float` texture.
-pub fn texture_bytes(dims: [u32; 3]) -> u64 {
-    dims.iter().map(|&d| d as u64).product::<u64>() * 16
+/// Bytes of a texture of `texels`.
+pub fn texture_bytes(dims: [u32; 3], texels: Texels) -> u64 {
+    dims.iter().map(|&d| d as u64).product::<u64>() * texels.bytes()
 }
 
 impl Pool {
@@ -96,17 +101,17 @@ impl Pool {
         self.free.entry((kind, size)).or_default().push(buffer);
     }
 
-    /// Textures are reused by exact size (they stage matmul operands of recurring shapes).
+    /// Textures are reused by exact size and format (they stage matmul operands of recurring
+    /// shapes).
     pub fn acquire_texture(
         &mut self,
         device: &wgpu::Device,
-        width: u32,
-        height: u32,
-        layers: u32,
+        dims: [u32; 3],
+        texels: Texels,
     ) -> (wgpu::Texture, wgpu::TextureView) {
-        let dims = [width, height, layers];
-        let bytes = texture_bytes(dims);
-        let pair = match self.free_textures.get_mut(&dims).and_then(Vec::pop) {
+        let [width, height, layers] = dims;
+        let bytes = texture_bytes(dims, texels);
+        let pair = match self.free_textures.get_mut(&(dims, texels)).and_then(Vec::pop) {
             Some(pair) => {
                 self.stats.cached_bytes -= bytes;
                 pair
@@ -119,7 +124,7 @@ impl Pool {
                     mip_level_count: 1,
                     sample_count: 1,
                     dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::Rgba32Float,
+                    format: texels.format(),
                     usage: wgpu::TextureUsages::TEXTURE_BINDING
                         | wgpu::TextureUsages::STORAGE_BINDING
                         | wgpu::TextureUsages::COPY_DST,
@@ -137,11 +142,11 @@ impl Pool {
         pair
     }
 
-    pub fn release_texture(&mut self, dims: [u32; 3], texture: wgpu::Texture, view: wgpu::TextureView) {
-        let bytes = texture_bytes(dims);
+    pub fn release_texture(&mut self, dims: [u32; 3], texels: Texels, texture: wgpu::Texture, view: wgpu::TextureView) {
+        let bytes = texture_bytes(dims, texels);
         self.stats.live_bytes -= bytes;
         self.stats.cached_bytes += bytes;
-        self.free_textures.entry(dims).or_default().push((texture, view));
+        self.free_textures.entry((dims, texels)).or_default().push((texture, view));
     }
 
     pub fn stats(&self) -> PoolStats {

@@ -1,6 +1,6 @@
-//! Pooled `rgba32float` textures: staging for matmul operands and elementwise inputs on CPU
-//! adapters, where `textureLoad` is a vectorised gather while every storage-buffer load is a
-//! per-invocation loop.
+//! Pooled `rgba32float` (and, for f16 operands, `rgba16float`) textures: staging for matmul
+//! and convolution operands and elementwise inputs on CPU adapters, where `textureLoad` is a
+//! vectorised gather while every storage-buffer load is a per-invocation loop.
 
 use super::{DeviceBuffer, Gpu};
 
@@ -9,15 +9,45 @@ use super::{DeviceBuffer, Gpu};
 pub const FLAT_WIDTH: u32 = 1024;
 pub const FLAT_ROWS: u32 = 1024;
 
+/// What a texel holds: four f32s, or four f16s (half the bytes; loads still return f32s, so
+/// kernels reading either accumulate in f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Texels {
+    F32,
+    F16,
+}
+
+impl Texels {
+    pub fn format(self) -> wgpu::TextureFormat {
+        match self {
+            Texels::F32 => wgpu::TextureFormat::Rgba32Float,
+            Texels::F16 => wgpu::TextureFormat::Rgba16Float,
+        }
+    }
+    pub fn bytes(self) -> u64 {
+        match self {
+            Texels::F32 => 16,
+            Texels::F16 => 8,
+        }
+    }
+}
+
 pub struct DeviceTexture {
     gpu: Gpu,
     texture: Option<(wgpu::Texture, wgpu::TextureView)>,
     dims: [u32; 3],
+    texels: Texels,
 }
 
 impl DeviceTexture {
-    pub(crate) fn new(gpu: Gpu, texture: wgpu::Texture, view: wgpu::TextureView, dims: [u32; 3]) -> Self {
-        DeviceTexture { gpu, texture: Some((texture, view)), dims }
+    pub(crate) fn new(
+        gpu: Gpu,
+        texture: wgpu::Texture,
+        view: wgpu::TextureView,
+        dims: [u32; 3],
+        texels: Texels,
+    ) -> Self {
+        DeviceTexture { gpu, texture: Some((texture, view)), dims, texels }
     }
     pub fn view(&self) -> &wgpu::TextureView {
         &self.texture.as_ref().expect("texture present until drop").1
@@ -29,12 +59,15 @@ impl DeviceTexture {
     pub fn dims(&self) -> [u32; 3] {
         self.dims
     }
+    pub fn texels(&self) -> Texels {
+        self.texels
+    }
 }
 
 impl Drop for DeviceTexture {
     fn drop(&mut self) {
         if let Some((t, v)) = self.texture.take() {
-            self.gpu.release_texture(self.dims, t, v);
+            self.gpu.release_texture(self.dims, self.texels, t, v);
         }
     }
 }

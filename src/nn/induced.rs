@@ -116,27 +116,29 @@ impl InducedNorm {
         if Self::closed_form(p, q) {
             return;
         }
-        let w = store.get(self.weight).clone();
+        let w = super::layers::operand_values(store.get(self.weight));
         let mut x = store.get(self.x).clone();
-        for _ in 0..iters {
-            let y = w.matmul(&x, false, false);
-            let z = y.unary(Unary::SignedPow((q - 1.0) as f32));
-            let z = z.div(&lp_norm(&z, dual(q)));
-            let g = w.matmul(&z, true, false);
-            let xn = g.unary(Unary::SignedPow((dual(p) - 1.0) as f32));
-            x = xn.div(&lp_norm(&xn, p));
-        }
+        w.at_full_precision(|| {
+            for _ in 0..iters {
+                let y = w.matmul(&x, false, false);
+                let z = y.unary(Unary::SignedPow((q - 1.0) as f32));
+                let z = z.div(&lp_norm(&z, dual(q)));
+                let g = w.matmul(&z, true, false);
+                let xn = g.unary(Unary::SignedPow((dual(p) - 1.0) as f32));
+                x = xn.div(&lp_norm(&xn, p));
+            }
+        });
         store.set(self.x, x);
     }
 
     /// σ ≈ ‖W‖_{p→q} with the current vector (a readback).
     pub fn sigma<T: TensorOps>(&self, store: &ParamStore<T>) -> f64 {
         let (p, q) = (self.p.value(store), self.q.value(store));
-        let w = store.get(self.weight);
+        let w = &super::layers::operand_values(store.get(self.weight));
         if Self::closed_form(p, q) {
             return closed_form_norm(&w.to_host(), w.shape()[0], w.shape()[1], p, q);
         }
-        lp_norm(&w.matmul(store.get(self.x), false, false), q).to_host()[0]
+        w.at_full_precision(|| lp_norm(&w.matmul(store.get(self.x), false, false), q).to_host()[0])
     }
 
     /// σ on the tape.
@@ -164,13 +166,18 @@ impl InducedNorm {
         tape.reshape(&s, &[])
     }
 
-    /// W / max(1, σ/c) on the tape.
+    /// The normalised weight W / max(1, σ/c) on the tape.
     pub fn normalized<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
+        b.tape.div(w, &self.divisor(b, w))
+    }
+
+    /// The divisor max(1, σ/c) of `w` on the tape (the normalised weight is W / divisor).
+    pub fn divisor<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
         let tape = b.tape;
-        let sigma = self.sigma_tape(b, w);
+        let sigma = w.value.at_full_precision(|| self.sigma_tape(b, w));
         let ratio = tape.affine(&sigma, 1.0 / self.coeff, 0.0);
         let one = Var::constant(w.value.full_like(&[], 1.0));
-        tape.div(w, &tape.binary(&ratio, &one, Binary::Max))
+        tape.binary(&ratio, &one, Binary::Max)
     }
 }
 

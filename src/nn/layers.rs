@@ -14,21 +14,74 @@ pub enum Constraint {
     Induced(InducedNorm),
 }
 
+/// A layer's weight as its kernels read it: `value`, and under f16 operands the factor the
+/// layer's outputs are divided by. Dividing the f32 outputs, rather than the weight before the
+/// kernel rounds it to f16, keeps the Lipschitz bound exact for the values actually multiplied:
+/// σ is measured on the f16-rounded weight itself.
+#[derive(Clone)]
+pub struct Weight<T> {
+    pub value: Var<T>,
+    pub divisor: Option<Var<T>>,
+}
+
+impl<T: TensorOps> Weight<T> {
+    /// `y` (the layer's matmul or convolution with `value`) divided by the divisor, if any.
+    pub fn scale_output(&self, tape: &crate::tape::Tape<T>, y: Var<T>) -> Var<T> {
+        match &self.divisor {
+            Some(d) => tape.div(&y, d),
+            None => y,
+        }
+    }
+
+    /// The same values as constants (for computing series terms without recording).
+    pub fn detached(&self) -> Weight<T> {
+        let d = |v: &Var<T>| Var::constant(v.value.clone());
+        Weight { value: d(&self.value), divisor: self.divisor.as_ref().map(d) }
+    }
+}
+
+/// The values the kernels read for weight `w`: `w`, or under f16 operands `w` rounded to f16,
+/// with the identity as the rounding's gradient (its derivative is zero almost everywhere; the
+/// straight-through estimator is the usual choice). The difference added is exact in f32.
+pub fn operand_weight<T: TensorOps>(tape: &crate::tape::Tape<T>, w: &Var<T>) -> Var<T> {
+    if !w.value.half_operands() {
+        return w.clone();
+    }
+    tape.add(w, &Var::constant(w.value.round_to_f16().sub(&w.value)))
+}
+
+/// [`operand_weight`] of a stored weight, off the tape (power iteration, σ readbacks).
+pub fn operand_values<T: TensorOps>(w: &T) -> T {
+    if w.half_operands() {
+        w.round_to_f16()
+    } else {
+        w.clone()
+    }
+}
+
 /// The weight `id` on the tape, normalised by its constraint if it has one.
-fn constrained_weight<T: TensorOps>(b: &Binder<'_, T>, id: ParamId, constraint: &Option<Constraint>) -> Var<T> {
+fn constrained_weight<T: TensorOps>(b: &Binder<'_, T>, id: ParamId, constraint: &Option<Constraint>) -> Weight<T> {
     let w = b.var(id);
-    match constraint {
-        Some(c) => c.normalized(b, &w),
-        None => w,
+    let Some(c) = constraint else {
+        return Weight { value: w, divisor: None };
+    };
+    let (value, divisor) = c.operand_and_divisor(b, &w);
+    if w.value.half_operands() {
+        Weight { value, divisor: Some(divisor) }
+    } else {
+        Weight { value: b.tape.div(&value, &divisor), divisor: None }
     }
 }
 
 impl Constraint {
-    fn normalized<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
-        match self {
-            Constraint::Spectral(sn) => sn.normalized(b, w),
-            Constraint::Induced(n) => n.normalized(b, w),
-        }
+    /// The weight the kernels read and max(1, σ/c), σ measured on that weight.
+    fn operand_and_divisor<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> (Var<T>, Var<T>) {
+        let w = operand_weight(b.tape, w);
+        let divisor = match self {
+            Constraint::Spectral(sn) => sn.divisor(b, &w),
+            Constraint::Induced(n) => n.divisor(b, &w),
+        };
+        (w, divisor)
     }
     fn power_iterate<T: TensorOps>(&self, store: &mut ParamStore<T>, iters: PowerIters) -> usize {
         match self {
@@ -102,14 +155,15 @@ impl Linear {
         Linear { weight, bias, inputs, outputs, constraint }
     }
 
-    pub fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> Var<T> {
+    pub fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> Weight<T> {
         constrained_weight(b, self.weight, &self.constraint)
     }
 
     /// x [batch, in] → [batch, out].
     pub fn forward<T: TensorOps>(&self, b: &Binder<'_, T>, x: &Var<T>) -> Var<T> {
         let tape = b.tape;
-        let y = tape.matmul(x, &self.weight(b), false, true);
+        let w = self.weight(b);
+        let y = w.scale_output(tape, tape.matmul(x, &w.value, false, true));
         tape.add(&y, &b.var(self.bias))
     }
 
@@ -152,14 +206,15 @@ impl Conv2d {
         Conv2d { weight, bias, inputs, outputs, kernel, constraint }
     }
 
-    pub fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> Var<T> {
+    pub fn weight<T: TensorOps>(&self, b: &Binder<'_, T>) -> Weight<T> {
         constrained_weight(b, self.weight, &self.constraint)
     }
 
     /// x [n, ci, h, w] → [n, co, h, w].
     pub fn forward<T: TensorOps>(&self, b: &Binder<'_, T>, x: &Var<T>) -> Var<T> {
         let tape = b.tape;
-        let y = tape.conv2d(x, &self.weight(b));
+        let w = self.weight(b);
+        let y = w.scale_output(tape, tape.conv2d(x, &w.value));
         let bias = tape.reshape(&b.var(self.bias), &[1, self.outputs, 1, 1]);
         tape.add(&y, &bias)
     }

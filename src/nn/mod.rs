@@ -10,6 +10,6 @@ pub mod params;
 pub mod spectral;
 
 pub use induced::{InducedNorm, NormChain, Order};
-pub use layers::{Constraint, Conv2d, Linear};
+pub use layers::{Constraint, Conv2d, Linear, Weight};
 pub use params::{Binder, ParamId, ParamStore};
 pub use spectral::{PowerIters, SpectralNorm};

@@ -4,12 +4,14 @@
 //! the tape, on the device; only σ is read back, and only when asked (or, in tolerance mode,
 //! one convergence scalar every few iterations). The normalised weight is
 //! `W / max(1, σ/c)` with `σ = uᵀ W v` recorded on the tape, so the gradient flows through σ.
+//! Under f16 operands W is the f16-rounded weight, the one the kernels multiply by.
 //! A k×k convolution is normalised as the linear operator it applies at the input's spatial size
 //! (conv / transposed-conv iteration); 1×1 convolutions and Linear weights as matrices.
 
 use crate::ops::{Binary, Dist, TensorOps, Unary};
 use crate::tape::Var;
 
+use super::layers::operand_values;
 use super::params::{Binder, ParamId, ParamStore};
 
 /// How many power iterations to run.
@@ -96,12 +98,16 @@ impl SpectralNorm {
 
     /// Runs the power iteration off the tape, updating u and v in the store; returns the count.
     pub fn power_iterate<T: TensorOps>(&self, store: &mut ParamStore<T>, iters: PowerIters) -> usize {
-        let w = store.get(self.weight).clone();
+        let w = operand_values(store.get(self.weight));
+        w.at_full_precision(|| self.power_iterate_on(store, &w, iters))
+    }
+
+    fn power_iterate_on<T: TensorOps>(&self, store: &mut ParamStore<T>, w: &T, iters: PowerIters) -> usize {
         let mut u = store.get(self.u).clone();
         let mut v = store.get(self.v).clone();
         if let (PowerIters::Fixed(n), Operator::Matrix) = (iters, self.operator) {
             // The fused kernel runs all n iterations in one dispatch.
-            let (u2, v2) = T::matrix_power_iteration(&Self::matrix(&w), &u, &v, n);
+            let (u2, v2) = T::matrix_power_iteration(&Self::matrix(w), &u, &v, n);
             store.set(self.u, u2);
             store.set(self.v, v2);
             return n;
@@ -113,8 +119,8 @@ impl SpectralNorm {
         let mut done = 0;
         while done < max {
             let prev = u.clone();
-            u = normalize(&self.apply(&w, &v));
-            v = normalize(&self.apply_t(&w, &u));
+            u = normalize(&self.apply(w, &v));
+            v = normalize(&self.apply_t(w, &u));
             done += 1;
             if let Some((atol, rtol)) = tol {
                 if done % 5 == 0 || done == max {
@@ -134,12 +140,22 @@ impl SpectralNorm {
 
     /// σ = uᵀ W v with the current vectors (a readback).
     pub fn sigma<T: TensorOps>(&self, store: &ParamStore<T>) -> f64 {
-        let wv = self.apply(store.get(self.weight), store.get(self.v));
-        wv.mul(store.get(self.u)).sum_all().to_host()[0]
+        let w = operand_values(store.get(self.weight));
+        w.at_full_precision(|| self.apply(&w, store.get(self.v)).mul(store.get(self.u)).sum_all().to_host()[0])
     }
 
-    /// The normalised weight on the tape: W / max(1, σ/c), σ = uᵀ W v with u, v constant.
+    /// The divisor max(1, σ/c) of `w` on the tape, σ = uᵀ W v with u, v constant: the
+    /// normalised weight is W / divisor.
+    pub fn divisor<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
+        w.value.at_full_precision(|| self.divisor_f32(b, w))
+    }
+
+    /// The normalised weight W / max(1, σ/c) on the tape.
     pub fn normalized<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
+        b.tape.div(w, &self.divisor(b, w))
+    }
+
+    fn divisor_f32<T: TensorOps>(&self, b: &Binder<'_, T>, w: &Var<T>) -> Var<T> {
         let tape = b.tape;
         let u = b.var(self.u);
         let v = b.var(self.v);
@@ -154,7 +170,6 @@ impl SpectralNorm {
         let sigma = tape.sum(&tape.mul(&wv, &u));
         let ratio = tape.affine(&sigma, 1.0 / self.coeff, 0.0);
         let one = Var::constant(sigma.value.full_like(&[], 1.0));
-        let factor = tape.binary(&ratio, &one, Binary::Max);
-        tape.div(w, &factor)
+        tape.binary(&ratio, &one, Binary::Max)
     }
 }

@@ -233,6 +233,21 @@ pub trait TensorOps: Clone + Sized + 'static {
     }
     /// The values, widened to f64, on the host (a readback on the GPU).
     fn to_host(&self) -> Vec<f64>;
+    /// Whether matmuls and convolutions on this tensor's device read f16 operands
+    /// (`Precision::F16`): weight norms are then measured on the f16-rounded weights.
+    fn half_operands(&self) -> bool {
+        false
+    }
+    /// `f` with f32 matmul and convolution operands on this tensor's device, whatever the
+    /// precision in use (power iterations and norm bounds are always computed in f32).
+    fn at_full_precision<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    /// Each value rounded to the nearest IEEE half float.
+    fn round_to_f16(&self) -> Self {
+        let rounded: Vec<f64> = self.to_host().iter().map(|&x| half::f16::from_f64(x).to_f64()).collect();
+        self.tensor_like_f64(&rounded, self.shape())
+    }
 
     fn unary(&self, op: Unary) -> Self;
     /// gx = gy · f'(x) with y = f(x) saved from the forward.

@@ -4,13 +4,15 @@
 //! goes into a zero-bordered, channel-packed texture once, the weights into a [rows, taps·C]
 //! texture, and the GEMM reads shifted windows straight from the input texture. Textures are
 //! used on every adapter: on real GPUs they are cached reads, and on lavapipe they are the only
-//! loads that vectorise.
+//! loads that vectorise. Under `Precision::F16` the staged textures hold f16 texels (half the
+//! memory and bandwidth) and the GEMMs still accumulate in f32.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::kernels::grid_1d;
-use crate::gpu::{Binding, DeviceTexture, KernelSpec, Slot};
+use crate::gpu::kernels::{grid_1d, with_texels};
+use crate::gpu::{Binding, DeviceTexture, Gpu, KernelSpec, Slot, Texels};
 use crate::ops::{self, numel, ShapeError, TensorOps};
+use crate::options::Precision;
 use crate::tensor::Tensor;
 
 #[repr(C)]
@@ -30,8 +32,27 @@ fn workgroup_for(rows: usize) -> (u32, u32) {
     }
 }
 
-fn stage_spec(shader: &'static str) -> KernelSpec {
-    KernelSpec::with_slots(shader, "main", vec![Slot::ReadOnly, Slot::StorageTexture])
+/// The texels convolution operands are staged in: f16 under `Precision::F16`.
+fn operand_texels(gpu: &Gpu) -> Texels {
+    if gpu.precision() == Precision::F16 {
+        Texels::F16
+    } else {
+        Texels::F32
+    }
+}
+
+/// A staging kernel (buffer → texture) in its form for `texels`.
+fn stage_spec(shader: &'static str, texels: Texels) -> KernelSpec {
+    let slots = vec![Slot::ReadOnly, Slot::StorageTexture.with_texels(texels)];
+    KernelSpec::with_slots(with_texels(shader, texels), "main", slots)
+}
+
+/// A GEMM over two staged textures of `texels` into a buffer.
+fn gemm_spec(shader: &'static str, texels: Texels, (wg_x, wg_y): (u32, u32)) -> KernelSpec {
+    let read = Slot::Texture.with_texels(texels);
+    KernelSpec::with_slots(with_texels(shader, texels), "main", vec![read, read, Slot::ReadWrite])
+        .with("WG_X", wg_x as f64)
+        .with("WG_Y", wg_y as f64)
 }
 
 impl Tensor {
@@ -40,9 +61,10 @@ impl Tensor {
     fn stage_image(&self, pad: usize, first: usize, n: usize) -> DeviceTexture {
         let (c, h, w) = (self.shape()[1], self.shape()[2], self.shape()[3]);
         let (c4, hp, wp) = (c.div_ceil(4), h + 2 * pad, w + 2 * pad);
-        let tex = self.gpu().alloc_texture(wp as u32, (c4 * hp) as u32, n as u32);
+        let texels = operand_texels(self.gpu());
+        let tex = self.gpu().alloc_texture_of(texels, wp as u32, (c4 * hp) as u32, n as u32);
         let params = Params8 { v: [n as u32, c as u32, h as u32, w as u32, pad as u32, c4 as u32, first as u32, 0] };
-        let k = self.gpu().kernel(&stage_spec("conv_stage_input"));
+        let k = self.gpu().kernel(&stage_spec("conv_stage_input", texels));
         let groups = [wp.div_ceil(16) as u32, (c4 * hp).div_ceil(16) as u32, n as u32];
         self.gpu().dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), Binding::Texture(&tex)], groups);
         tex
@@ -54,9 +76,10 @@ impl Tensor {
         let chans = if flip { co } else { ci };
         let c4 = chans.div_ceil(4);
         let width = k * k * c4;
-        let tex = self.gpu().alloc_texture(width as u32, rows_padded as u32, 1);
+        let texels = operand_texels(self.gpu());
+        let tex = self.gpu().alloc_texture_of(texels, width as u32, rows_padded as u32, 1);
         let params = Params8 { v: [co as u32, ci as u32, k as u32, c4 as u32, rows_padded as u32, 0, 0, 0] };
-        let spec = stage_spec("conv_stage_weight").with("FLIP", flip as u8 as f64);
+        let spec = stage_spec("conv_stage_weight", texels).with("FLIP", flip as u8 as f64);
         let k = self.gpu().kernel(&spec);
         let groups = [width.div_ceil(16) as u32, rows_padded.div_ceil(16) as u32, 1];
         self.gpu().dispatch(&k, bytemuck::bytes_of(&params), &[self.binding(), Binding::Texture(&tex)], groups);
@@ -83,10 +106,7 @@ impl Tensor {
         let rows_padded = rows.div_ceil(8 * wg_y as usize) * 8 * wg_y as usize;
         let weights = w.stage_weights(flip, rows_padded);
         let out = Tensor::empty(self.gpu(), &[n, rows, h, wd]);
-        let spec = KernelSpec::with_slots("conv_gemm", "main", vec![Slot::Texture, Slot::Texture, Slot::ReadWrite])
-            .with("WG_X", wg_x as f64)
-            .with("WG_Y", wg_y as f64);
-        let kern = self.gpu().kernel(&spec);
+        let kern = self.gpu().kernel(&gemm_spec("conv_gemm", operand_texels(self.gpu()), (wg_x, wg_y)));
         let chunk = self.images_per_pass(k / 2);
         let mut first = 0;
         while first < n {
@@ -137,10 +157,11 @@ impl Tensor {
         let rows_padded = co.div_ceil(8 * wg_y as usize) * 8 * wg_y as usize;
         // gY as [co, pixels].
         let steps = pixels.div_ceil(4);
-        let g_tex = x.gpu().alloc_texture(steps as u32, rows_padded as u32, 1);
+        let texels = operand_texels(x.gpu());
+        let g_tex = x.gpu().alloc_texture_of(texels, steps as u32, rows_padded as u32, 1);
         let params =
             Params8 { v: [n as u32, co as u32, plane as u32, steps as u32, rows_padded as u32, first as u32, 0, 0] };
-        let kern = x.gpu().kernel(&stage_spec("conv_stage_output"));
+        let kern = x.gpu().kernel(&stage_spec("conv_stage_output", texels));
         let groups = [steps.div_ceil(16) as u32, rows_padded.div_ceil(16) as u32, 1];
         x.gpu().dispatch(&kern, bytemuck::bytes_of(&params), &[gy.binding(), Binding::Texture(&g_tex)], groups);
         let image = x.stage_image(k / 2, first, n);
@@ -159,11 +180,7 @@ impl Tensor {
                 (h + 2 * (k / 2)) as u32,
             ],
         };
-        let spec =
-            KernelSpec::with_slots("conv_grad_weight", "main", vec![Slot::Texture, Slot::Texture, Slot::ReadWrite])
-                .with("WG_X", wg_x as f64)
-                .with("WG_Y", wg_y as f64);
-        let kern = x.gpu().kernel(&spec);
+        let kern = x.gpu().kernel(&gemm_spec("conv_grad_weight", texels, (wg_x, wg_y)));
         let groups = [quads.div_ceil(2 * wg_x as usize) as u32, (rows_padded / (8 * wg_y as usize)) as u32, 1];
         x.gpu().dispatch(
             &kern,

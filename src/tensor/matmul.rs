@@ -7,11 +7,11 @@ use bytemuck::{Pod, Zeroable};
 
 use super::Tensor;
 use crate::fusion::{self, Node, Operand, Role, Storage};
-use crate::gpu::kernels::LOOP_BUDGET;
-use crate::gpu::{Binding, DeviceTexture, Gpu, KernelSpec, Slot};
-use crate::ops::{self, Binary, ShapeError};
+use crate::gpu::kernels::{grid_1d, with_texels, LOOP_BUDGET};
+use crate::gpu::{Binding, DeviceBuffer, DeviceTexture, Gpu, KernelSpec, Slot, Texels};
+use crate::ops::{self, Binary, ShapeError, TensorOps};
 pub use crate::options::MatmulKernel;
-use crate::options::Profile;
+use crate::options::{Precision, Profile};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -106,7 +106,7 @@ impl Tensor {
             other => other,
         };
         if kernel == MatmulKernel::Texture {
-            self.matmul_texture(other, &out, (batch, m, k, n), ta, tb);
+            self.matmul_texture(other, &out, (batch, m, k, n), (ta, tb), Texels::F32);
             return Ok(out);
         }
         // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4.
@@ -129,6 +129,75 @@ impl Tensor {
             groups,
         );
         Ok(out)
+    }
+
+    /// op(A)·op(B) from f16 operands with f32 accumulation: staged into f16 textures for the
+    /// `Texture` kernel, else stored as f16 buffers for `matmul_f16` (the other kernels' f16
+    /// form). Needs an adapter with `SHADER_F16`.
+    pub fn matmul_f16_using(
+        &self,
+        other: &Tensor,
+        ta: bool,
+        tb: bool,
+        kernel: MatmulKernel,
+    ) -> Result<Tensor, ShapeError> {
+        let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
+        let batched = self.shape.len() == 3 || other.shape.len() == 3;
+        let out = Tensor::empty(&self.gpu, &if batched { vec![batch, m, n] } else { vec![m, n] });
+        if kernel == MatmulKernel::Texture && self.texture_fits(batch, m, k, n) {
+            self.matmul_texture(other, &out, (batch, m, k, n), (ta, tb), Texels::F16);
+            return Ok(out);
+        }
+        let params = MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            pad0: 0,
+            lda: if ta { m } else { k } as u32,
+            ldb: if tb { k } else { n } as u32,
+            ldc: n as u32,
+            pad1: 0,
+            batch_a: if self.shape.len() == 3 { m * k } else { 0 } as u32,
+            batch_b: if other.shape.len() == 3 { k * n } else { 0 } as u32,
+            batch_c: (m * n) as u32,
+            pad2: 0,
+        };
+        let (a16, b16) = (self.to_half_buffer(), other.to_half_buffer());
+        let half_binding = |buffer, t: &Tensor| Binding::Buffer { buffer, bytes: half_bytes(t.numel()) };
+        let spec = KernelSpec::new("matmul_f16", "main", 2, 1)
+            .with("TRANS_A", ta as u8 as f64)
+            .with("TRANS_B", tb as u8 as f64);
+        let kern = self.gpu.kernel(&spec);
+        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
+        self.gpu.dispatch(
+            &kern,
+            bytemuck::bytes_of(&params),
+            &[half_binding(&a16, self), half_binding(&b16, other), out.binding()],
+            groups,
+        );
+        Ok(out)
+    }
+
+    /// This tensor's values stored as f16s (`to_half.wgsl`).
+    fn to_half_buffer(&self) -> DeviceBuffer {
+        let n = self.numel();
+        let out = self.gpu.alloc(half_bytes(n));
+        self.half_kernel("to_half", Binding::Buffer { buffer: &out, bytes: half_bytes(n) });
+        out
+    }
+
+    /// Each value rounded to the nearest f16, as f32s (`round_half.wgsl`).
+    pub(crate) fn round_to_f16_gpu(&self) -> Tensor {
+        let out = Tensor::empty(&self.gpu, &self.shape);
+        self.half_kernel("round_half", out.binding());
+        out
+    }
+
+    /// One of the elementwise f16 conversions from this tensor into `dst`.
+    fn half_kernel(&self, shader: &'static str, dst: Binding<'_>) {
+        let n = self.numel() as u32;
+        let kern = self.gpu.kernel(&KernelSpec::new(shader, "main", 1, 1));
+        self.gpu.dispatch(&kern, bytemuck::cast_slice(&[n, 0, 0, 0]), &[self.binding(), dst], grid_1d(n.div_ceil(256)));
     }
 
     /// Whether the tiled kernel takes 128×128 tiles: the result spans at least one in each
@@ -182,9 +251,16 @@ impl Tensor {
 
     /// Copies this matrix (2-D, or 3-D batched) into a zero-padded texture of `width` texels
     /// and `height` rows per layer, as the logical `[rows, cols]` matrix (transposed if `trans`).
-    fn stage_texture(&self, rows: usize, cols: usize, trans: bool, width: usize, height: usize) -> DeviceTexture {
+    fn stage_texture(
+        &self,
+        rows: usize,
+        cols: usize,
+        trans: bool,
+        (width, height): (usize, usize),
+        texels: Texels,
+    ) -> DeviceTexture {
         let layers = if self.shape.len() == 3 { self.shape[0] } else { 1 };
-        let tex = self.gpu.alloc_texture(width as u32, height as u32, layers as u32);
+        let tex = self.gpu.alloc_texture_of(texels, width as u32, height as u32, layers as u32);
         let params = StageParams {
             rows: rows as u32,
             cols: cols as u32,
@@ -196,7 +272,8 @@ impl Tensor {
             layers: layers as u32,
         };
         let aligned = !trans && cols.is_multiple_of(4);
-        let spec = KernelSpec::with_slots("texture_stage", "main", vec![Slot::ReadOnly, Slot::StorageTexture])
+        let slots = vec![Slot::ReadOnly, Slot::StorageTexture.with_texels(texels)];
+        let spec = KernelSpec::with_slots(with_texels("texture_stage", texels), "main", slots)
             .with("ALIGNED", aligned as u8 as f64);
         let k = self.gpu.kernel(&spec);
         let groups = [width.div_ceil(16) as u32, height.div_ceil(16) as u32, layers as u32];
@@ -240,21 +317,22 @@ impl Tensor {
         Some(tex)
     }
 
+    /// The texture matmul, its operands staged as `texels`.
     fn matmul_texture(
         &self,
         other: &Tensor,
         out: &Tensor,
         (batch, m, k, n): (usize, usize, usize, usize),
-        ta: bool,
-        tb: bool,
+        (ta, tb): (bool, bool),
+        texels: Texels,
     ) {
         // A tall result with a few columns (a first layer's weight gradient, [64, 2]) as Cᵀ =
         // op(B)ᵀ·op(A)ᵀ stored transposed: blocks then span its columns, not its rows, and the
         // kernel skips the workgroup rows past Cᵀ's few rows (8× less work for [64, 2]).
         if n < 8 && m >= 8 && self.shape.len() == 2 && other.shape.len() == 2 {
-            return other.matmul_texture_as(self, out, (1, n, k, m), (!tb, !ta), true);
+            return other.matmul_texture_as(self, out, (1, n, k, m), (!tb, !ta), true, texels);
         }
-        self.matmul_texture_as(other, out, (batch, m, k, n), (ta, tb), false);
+        self.matmul_texture_as(other, out, (batch, m, k, n), (ta, tb), false, texels);
     }
 
     /// [`Tensor::matmul_texture`] storing C, or with `trans_c` Cᵀ (ldc = m then).
@@ -265,19 +343,22 @@ impl Tensor {
         (batch, m, k, n): (usize, usize, usize, usize),
         (ta, tb): (bool, bool),
         trans_c: bool,
+        texels: Texels,
     ) {
         // Staged operands are zero-padded to whole 8×8 blocks of C, so no load leaves their
         // textures (blocks wholly past C return before loading).
         let (m_pad, k4, n_pad) = (m.div_ceil(8) * 8, k.div_ceil(4), n.div_ceil(8) * 8);
-        // Operands whose stored rows fit a texture row exactly are copied as stored (no
-        // dispatch; the kernel transposes); the others are staged by a kernel.
-        let (ta_tex, a_stored) = match self.copy_to_texture(if ta { (k, m) } else { (m, k) }, k) {
+        // f32 operands whose stored rows fit a texture row exactly are copied as stored (no
+        // dispatch; the kernel transposes); the others are staged by a kernel (which also
+        // rounds f16 ones).
+        let copy = |t: &Tensor, dims| if texels == Texels::F32 { t.copy_to_texture(dims, k) } else { None };
+        let (ta_tex, a_stored) = match copy(self, if ta { (k, m) } else { (m, k) }) {
             Some(t) => (t, ta),
-            None => (self.stage_texture(m, k, ta, k4, m_pad), false),
+            None => (self.stage_texture(m, k, ta, (k4, m_pad), texels), false),
         };
-        let (tb_tex, b_stored) = match other.copy_to_texture(if tb { (n, k) } else { (k, n) }, k) {
+        let (tb_tex, b_stored) = match copy(other, if tb { (n, k) } else { (k, n) }) {
             Some(t) => (t, tb),
-            None => (other.stage_texture(k, n, tb, n_pad / 4, k4 * 4), false),
+            None => (other.stage_texture(k, n, tb, (n_pad / 4, k4 * 4), texels), false),
         };
         let params = TexMatmulParams {
             m: m as u32,
@@ -289,9 +370,10 @@ impl Tensor {
             b_layer_step: (other.shape.len() == 3) as u32,
             pad: 0,
         };
-        let slots = vec![Slot::Texture, Slot::Texture, Slot::ReadWrite];
+        let read = Slot::Texture.with_texels(texels);
+        let slots = vec![read, read, Slot::ReadWrite];
         let vec_out = n.is_multiple_of(4) && !trans_c;
-        let spec = KernelSpec::with_slots("matmul_texture", "main", slots)
+        let spec = KernelSpec::with_slots(with_texels("matmul_texture", texels), "main", slots)
             .with("TRANS_A", a_stored as u8 as f64)
             .with("TRANS_B", b_stored as u8 as f64)
             .with("VEC_OUT", vec_out as u8 as f64)
@@ -310,6 +392,10 @@ impl Tensor {
 /// op(A)·op(B): the elementwise form for tiny reductions, the fused row kernel for skinny
 /// results, else the adapter's matmul kernel.
 pub(super) fn try_matmul(a: &Tensor, other: &Tensor, ta: bool, tb: bool) -> Result<Tensor, ShapeError> {
+    // With f16 operands every matmul takes the f16 kernels: the fused forms read f32.
+    if a.gpu.precision() == Precision::F16 {
+        return a.matmul_f16_using(other, ta, tb, MatmulKernel::default_for(&a.gpu));
+    }
     let (_, m, k, n) = ops::matmul_shape(&a.shape, &other.shape, ta, tb)?;
     let plain_2d = a.shape.len() == 2 && other.shape.len() == 2 && fusion::enabled(&a.gpu);
     if plain_2d && (1..=MAX_ELEMENTWISE_K).contains(&k) {
@@ -324,6 +410,11 @@ pub(super) fn try_matmul(a: &Tensor, other: &Tensor, ta: bool, tb: bool) -> Resu
     a.matmul_using(other, ta, tb, MatmulKernel::default_for(&a.gpu))
 }
 
+/// Bytes of `n` f16s, whole 32-bit words.
+fn half_bytes(n: usize) -> u64 {
+    (n.div_ceil(2) * 4).max(4) as u64
+}
+
 pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
     let plain =
         |shader| super::param_layout!(shader, MatmulParams { m, n, k, lda, ldb, ldc, batch_a, batch_b, batch_c });
@@ -332,6 +423,9 @@ pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
         plain("matmul_vec4"),
         plain("matmul_tiled"),
         plain("matmul_tiled_large"),
+        plain("matmul_f16"),
+        super::ParamLayout::words("to_half", 4, &[0]),
+        super::ParamLayout::words("round_half", 4, &[0]),
         super::param_layout!(
             "texture_stage",
             StageParams { rows, cols, row_stride, col_stride, batch_stride, width, height, layers }

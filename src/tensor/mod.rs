@@ -188,6 +188,23 @@ impl TensorOps for Tensor {
     fn to_host(&self) -> Vec<f64> {
         self.to_vec().into_iter().map(f64::from).collect()
     }
+    fn half_operands(&self) -> bool {
+        self.gpu.precision() == crate::options::Precision::F16
+    }
+    fn round_to_f16(&self) -> Self {
+        self.round_to_f16_gpu()
+    }
+    fn at_full_precision<R>(&self, f: impl FnOnce() -> R) -> R {
+        use crate::options::Precision;
+        let before = self.gpu.precision();
+        if before == Precision::F32 {
+            return f();
+        }
+        self.gpu.set_precision(Precision::F32).expect("f32 needs no feature");
+        let result = f();
+        self.gpu.set_precision(before).expect("the precision in use before is allowed");
+        result
+    }
     fn realize(&self) -> &Self {
         self.buffer();
         self
