@@ -218,16 +218,30 @@ fn a_toy_run_in_f16_reaches_the_f32_runs_nll() {
         warmup: 0,
         ..ToyConfig::default()
     };
-    let nll = |gpu: &Gpu| {
+    let train = |gpu: &Gpu| {
         let mut run = ToyRun::new(gpu, config.clone()).unwrap();
         for _ in 0..config.iters {
             run.train_step().unwrap();
         }
-        run.test_nll(&run.store.clone(), &run.source.clone(), config.eval_samples)
+        let nll = run.test_nll(&run.store.clone(), &run.source.clone(), config.eval_samples);
+        (run, nll)
     };
-    let f32_nll = nll(&common::gpu());
-    let f16_nll = nll(&half_gpu());
+    let (_, f32_nll) = train(&common::gpu());
+    let gpu = half_gpu();
+    let (run, f16_nll) = train(&gpu);
     println!("toy NLL after {} steps: f32 {f32_nll:.4}, f16 {f16_nll:.4}", config.iters);
     assert!(f32_nll.is_finite() && f16_nll.is_finite());
     assert!((f16_nll - f32_nll).abs() <= 0.05, "f16 NLL {f16_nll} vs f32 {f32_nll}");
+
+    // Sampling in f16 iterates in f16 and refines in f32: the same points as an f32 inverse.
+    let store = run.eval_store();
+    let (half, iters) = resflow::models::toy::sample(&gpu, &run.flow, &store, 500, 3).unwrap();
+    gpu.set_precision(Precision::F32).unwrap();
+    let full = resflow::models::toy::sample(&gpu, &run.flow, &store, 500, 3);
+    gpu.set_precision(Precision::F16).unwrap();
+    let (full, _) = full.unwrap();
+    assert!(iters.iter().all(|&n| n > 0));
+    for (i, (h, f)) in half.iter().zip(&full).enumerate() {
+        assert!(h.is_finite() && (h - f).abs() <= 1e-4 * (1.0 + f.abs()), "sample value {i}: f16 {h}, f32 {f}");
+    }
 }

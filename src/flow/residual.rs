@@ -51,6 +51,9 @@ impl Default for InverseOptions {
     }
 }
 
+/// The tolerance of the f16 phase of the inverse under f16 operands (above their noise).
+const F16_INVERSE_TOL: f32 = 1e-2;
+
 pub struct ResidualBlock {
     pub name: String,
     pub g: LipschitzNet,
@@ -102,6 +105,23 @@ pub fn log_abs_det_identity_plus(jac: &[f64], d: usize) -> Vec<f64> {
 }
 
 impl ResidualBlock {
+    /// Steps x ← y − g(x) from `x` until max|x_{i+1} − x_i| ≤ atol + rtol·|y|, a non-finite
+    /// step, or `o.max_iters`: the last iterate, the steps taken and the last step's excess
+    /// over the tolerance (≤ 0: converged).
+    fn fixed_point<T: TensorOps>(&self, store: &ParamStore<T>, y: &T, mut x: T, o: InverseOptions) -> (T, usize, f64) {
+        let tolerance = y.unary(Unary::Abs).unary(Unary::Affine(o.rtol, o.atol));
+        let mut excess = f64::INFINITY;
+        for it in 1..=o.max_iters {
+            let next = y.sub(&self.g.eval(store, &x));
+            excess = next.sub(&x).unary(Unary::Abs).sub(&tolerance).reduce(Reduce::Max, None, false).to_host()[0];
+            x = next;
+            if excess <= 0.0 || !excess.is_finite() {
+                return (x, it, excess);
+            }
+        }
+        (x, o.max_iters, excess)
+    }
+
     pub fn new(name: &str, g: LipschitzNet, estimator: Estimator, grad_mode: GradMode) -> Self {
         ResidualBlock {
             name: name.to_string(),
@@ -376,21 +396,27 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
 
     fn inverse(&self, store: &ParamStore<T>, y: &T) -> Result<(T, usize), InverseError> {
         let o = self.inverse_options;
-        let tolerance = y.unary(Unary::Abs).unary(Unary::Affine(o.rtol, o.atol));
-        let mut x = y.sub(&self.g.eval(store, y));
-        let mut excess = f64::INFINITY;
-        for it in 1..=o.max_iters {
-            let next = y.sub(&self.g.eval(store, &x));
-            excess = next.sub(&x).unary(Unary::Abs).sub(&tolerance).reduce(Reduce::Max, None, false).to_host()[0];
-            x = next;
-            if excess <= 0.0 {
-                return Ok((x, it));
-            }
+        let start = y.sub(&self.g.eval(store, y));
+        let (x, outcome) = if y.half_operands() {
+            // With f16 operands g(x) carries rounding noise (~10⁻³ of |g|) that no iterate
+            // settles below: iterate in f16 to a tolerance above that noise, then refine in f32
+            // from there (a few steps: the error shrinks by Lip(g) per step).
+            let coarse = InverseOptions { atol: o.atol.max(F16_INVERSE_TOL), rtol: o.rtol.max(F16_INVERSE_TOL), ..o };
+            let (x, steps, excess) = self.fixed_point(store, y, start, coarse);
             if !excess.is_finite() {
-                return Err(InverseError { block: self.name.clone(), iterations: it, excess });
+                return Err(InverseError { block: self.name.clone(), iterations: steps, excess });
             }
+            let rest = InverseOptions { max_iters: o.max_iters.saturating_sub(steps).max(1), ..o };
+            let (x, more, excess) = y.at_full_precision(|| self.fixed_point(store, y, x, rest));
+            (x, (steps + more, excess))
+        } else {
+            let (x, steps, excess) = self.fixed_point(store, y, start, o);
+            (x, (steps, excess))
+        };
+        match outcome {
+            (n, excess) if excess <= 0.0 => Ok((x, n)),
+            (iterations, excess) => Err(InverseError { block: self.name.clone(), iterations, excess }),
         }
-        Err(InverseError { block: self.name.clone(), iterations: o.max_iters, excess })
     }
 
     fn initialize(&self, store: &mut ParamStore<T>, x: &T) -> T {
