@@ -33,6 +33,15 @@ pub enum MatmulKernel {
     Texture,
 }
 
+/// The convolution kernels: `Texture` (input and weights staged in textures; the default on
+/// CPU adapters) and `Tiled` (implicit GEMMs on the tiled matmul's tiles, reading the storage
+/// buffers directly; the default on real GPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernel {
+    Texture,
+    Tiled,
+}
+
 /// Which kind of device the engine's policies are tuned for. Every choice made by adapter
 /// *type* (matmul kernel, where elementwise inputs come from, vec4s per invocation, packed
 /// stores, power-iteration workgroups) follows the profile; workarounds for a driver's bugs
@@ -73,6 +82,8 @@ pub struct RuntimeOptions {
     pub shader_checks: bool,
     /// `RESFLOW_MATMUL=scalar|vec4|tiled|texture`: the matmul kernel instead of the adapter's.
     pub matmul: Option<MatmulKernel>,
+    /// `RESFLOW_CONV=texture|tiled`: the convolution kernel instead of the profile's.
+    pub conv: Option<ConvKernel>,
     /// `RESFLOW_WALLCLOCK=1` (any value): benches time with wall-clock, not GPU timestamps.
     pub wallclock: bool,
     /// `RESFLOW_FUSION=0|off` turns elementwise fusion off.
@@ -93,6 +104,7 @@ impl Default for RuntimeOptions {
             profile: None,
             shader_checks: false,
             matmul: None,
+            conv: None,
             wallclock: false,
             fusion: true,
             elementwise: ElementwiseInputs::Auto,
@@ -128,6 +140,11 @@ impl RuntimeOptions {
                 Some("texture") => Some(MatmulKernel::Texture),
                 _ => None,
             },
+            conv: match var("RESFLOW_CONV").as_deref() {
+                Some("texture") => Some(ConvKernel::Texture),
+                Some("tiled") => Some(ConvKernel::Tiled),
+                _ => None,
+            },
             wallclock: var("RESFLOW_WALLCLOCK").is_some(),
             fusion: !matches!(var("RESFLOW_FUSION").as_deref(), Some("0" | "off")),
             elementwise: match var("RESFLOW_ELEMENTWISE").as_deref() {
@@ -158,6 +175,7 @@ mod tests {
             ("RESFLOW_PROFILE", "gpu"),
             ("RESFLOW_SHADER_CHECKS", "1"),
             ("RESFLOW_MATMUL", "vec4"),
+            ("RESFLOW_CONV", "tiled"),
             ("RESFLOW_WALLCLOCK", "1"),
             ("RESFLOW_FUSION", "off"),
             ("RESFLOW_ELEMENTWISE", "uniform"),
@@ -169,6 +187,7 @@ mod tests {
         assert_eq!(o.profile, Some(Profile::Gpu));
         assert!(o.shader_checks && o.wallclock && !o.fusion && !o.packed_stores);
         assert_eq!(o.matmul, Some(MatmulKernel::Vec4));
+        assert_eq!(o.conv, Some(ConvKernel::Tiled));
         assert_eq!(o.elementwise, ElementwiseInputs::BuffersAndUniforms);
         assert_eq!(o.submit_every, 0);
     }

@@ -134,7 +134,7 @@ impl Tensor {
     /// Whether the tiled kernel takes 128×128 tiles: the result spans at least one in each
     /// direction (smaller ones would leave most of a workgroup idle) and the adapter gives a
     /// workgroup the 256 invocations and 16 KiB of shared memory they need.
-    fn large_tiles_fit(&self, m: usize, n: usize) -> bool {
+    pub(super) fn large_tiles_fit(&self, m: usize, n: usize) -> bool {
         let l = self.gpu.limits();
         m >= 128
             && n >= 128

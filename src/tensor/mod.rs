@@ -6,6 +6,7 @@
 
 mod adam;
 mod conv;
+mod conv_tiled;
 mod elementwise;
 mod layout;
 mod matmul;
@@ -13,6 +14,7 @@ mod power_iteration;
 mod random;
 mod reduce;
 
+pub use conv::ConvKernel;
 pub use matmul::MatmulKernel;
 
 /// The byte layout of a kernel's uniform parameter struct as Rust lays it out: its size and
@@ -55,6 +57,7 @@ pub(crate) fn param_layouts() -> Vec<ParamLayout> {
     all.extend(matmul::param_layouts());
     all.extend(random::param_layouts());
     all.extend(conv::param_layouts());
+    all.extend(conv_tiled::param_layouts());
     all.extend(power_iteration::param_layouts());
     all.extend(adam::param_layouts());
     all
