@@ -182,6 +182,19 @@ fn matmul_both_kernels_match_reference() {
         let (gb, cb) = pair(&values(2 * 45 * 260, -1.0, 1.0, 66), &[2, 45, 260]);
         let got = ga.matmul_using(&gb, false, false, kernel).unwrap();
         assert_tensor_close("batched, large tiles", &got, &ca.matmul(&cb, false, false), 1e-4, 1e-4);
+        // The same with every stored row a multiple of 4 (the tiled kernel's vec4 loads), in
+        // all four transposes, with partial tiles each way.
+        let (ga, ca) = pair(&values(2 * 132 * 44, -1.0, 1.0, 67), &[2, 132, 44]);
+        let (gb, cb) = pair(&values(2 * 44 * 260, -1.0, 1.0, 68), &[2, 44, 260]);
+        let (gat, cat) = pair(&values(2 * 132 * 44, -1.0, 1.0, 69), &[2, 44, 132]);
+        let (gbt, cbt) = pair(&values(2 * 44 * 260, -1.0, 1.0, 70), &[2, 260, 44]);
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (a, a_ref) = if ta { (&gat, &cat) } else { (&ga, &ca) };
+            let (b, b_ref) = if tb { (&gbt, &cbt) } else { (&gb, &cb) };
+            let got = a.matmul_using(b, ta, tb, kernel).unwrap();
+            let what = format!("{kernel:?} batched, aligned, ta={ta} tb={tb}");
+            assert_tensor_close(&what, &got, &a_ref.matmul(b_ref, ta, tb), 1e-4, 1e-4);
+        }
     }
 }
 

@@ -23,7 +23,8 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
     ("texture_stage", &[include_str!("../../shaders/matmul/texture_stage.wgsl")]),
     ("matmul_tiled", &[MATMUL_COMMON, MATMUL_TILED]),
-    ("matmul_tiled_large", &[MATMUL_COMMON, MATMUL_TILED_LARGE]),
+    ("matmul_tiled_large", &[MATMUL_COMMON, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE]),
+    ("matmul_tiled_large_vec4", &[MATMUL_TILED_LARGE_FETCH_VEC4, MATMUL_TILED_LARGE]),
     ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
     ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
     ("random", &[include_str!("../../shaders/random/random.wgsl")]),
@@ -35,9 +36,12 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("conv_grad_weight", &[include_str!("../../shaders/conv/conv_grad_weight.wgsl")]),
     // The storage-buffer convolutions: the tiled matmul kernels with im2col loads.
     ("conv_tiled", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED]),
-    ("conv_tiled_large", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED_LARGE]),
+    ("conv_tiled_large", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE]),
     ("conv_grad_weight_tiled", &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED]),
-    ("conv_grad_weight_tiled_large", &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED_LARGE]),
+    (
+        "conv_grad_weight_tiled_large",
+        &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE],
+    ),
     ("power_iteration", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration.wgsl")]),
     ("power_iteration_vec4", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration_vec4.wgsl")]),
     ("adam", &[include_str!("../../shaders/adam/adam.wgsl")]),
@@ -50,6 +54,8 @@ const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwis
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul/matmul_common.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul/matmul_tiled.wgsl");
 const MATMUL_TILED_LARGE: &str = include_str!("../../shaders/matmul/matmul_tiled_large.wgsl");
+const MATMUL_TILED_LARGE_FETCH: &str = include_str!("../../shaders/matmul/matmul_tiled_large_fetch.wgsl");
+const MATMUL_TILED_LARGE_FETCH_VEC4: &str = include_str!("../../shaders/matmul/matmul_tiled_large_fetch_vec4.wgsl");
 const CONV_TILED_COMMON: &str = include_str!("../../shaders/conv/conv_tiled_common.wgsl");
 const CONV_TILED_LOADS: &str = include_str!("../../shaders/conv/conv_tiled_loads.wgsl");
 const CONV_GRAD_WEIGHT_LOADS: &str = include_str!("../../shaders/conv/conv_tiled_grad_weight_loads.wgsl");

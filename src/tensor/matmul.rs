@@ -44,6 +44,15 @@ impl MatmulKernel {
         }
     }
 
+    /// Whether the tiled kernel can load each operand as vec4s along its stored rows: their
+    /// lengths (K for A, M for Aᵀ stored, N for B, K for Bᵀ stored) are multiples of 4, so every
+    /// vec4 (and every batch's start) is aligned and lies wholly inside or outside the matrix.
+    pub fn vec4_loads_fit(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> bool {
+        let a_row = if ta { m } else { k };
+        let b_row = if tb { k } else { n };
+        a_row.is_multiple_of(4) && b_row.is_multiple_of(4)
+    }
+
     /// Whether `Vec4` can run this problem: its vec4 loads need these sizes to be multiples of 4.
     pub fn vec4_fits(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> bool {
         k.is_multiple_of(4) && (!ta || m.is_multiple_of(4)) && (tb || n.is_multiple_of(4))
@@ -113,6 +122,9 @@ impl Tensor {
         let (shader, tile) = match kernel {
             MatmulKernel::Scalar => ("matmul", 64),
             MatmulKernel::Vec4 => ("matmul_vec4", 128),
+            MatmulKernel::Tiled if self.large_tiles_fit(m, n) && MatmulKernel::vec4_loads_fit(m, k, n, ta, tb) => {
+                ("matmul_tiled_large_vec4", 128)
+            }
             MatmulKernel::Tiled if self.large_tiles_fit(m, n) => ("matmul_tiled_large", 128),
             MatmulKernel::Tiled => ("matmul_tiled", 64),
             MatmulKernel::Texture => unreachable!("handled above"),
@@ -332,10 +344,27 @@ pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
         plain("matmul_vec4"),
         plain("matmul_tiled"),
         plain("matmul_tiled_large"),
+        plain("matmul_tiled_large_vec4"),
         super::param_layout!(
             "texture_stage",
             StageParams { rows, cols, row_stride, col_stride, batch_stride, width, height, layers }
         ),
         super::param_layout!("matmul_texture", TexMatmulParams { m, n, k4, ldc, batch_c, a_layer_step, b_layer_step }),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MatmulKernel;
+
+    #[test]
+    fn vec4_loads_need_each_stored_row_a_multiple_of_4() {
+        assert!(MatmulKernel::vec4_loads_fit(130, 44, 260, false, false));
+        assert!(!MatmulKernel::vec4_loads_fit(132, 45, 260, false, false));
+        assert!(MatmulKernel::vec4_loads_fit(132, 45, 260, true, false));
+        assert!(!MatmulKernel::vec4_loads_fit(130, 45, 260, true, false));
+        assert!(!MatmulKernel::vec4_loads_fit(132, 44, 258, false, false));
+        assert!(MatmulKernel::vec4_loads_fit(132, 44, 258, false, true));
+        assert!(!MatmulKernel::vec4_loads_fit(132, 45, 260, true, true));
+    }
 }
