@@ -192,7 +192,7 @@ impl Tensor {
         ops::conv_shape(self.shape(), w.shape())?;
         Ok(match kernel {
             ConvKernel::Texture => self.conv_gemm(w, false),
-            ConvKernel::Tiled => self.conv_tiled(w, false),
+            ConvKernel::Tiled => self.conv_tiled(w, false, None),
         })
     }
 
@@ -206,7 +206,7 @@ impl Tensor {
         );
         match kernel {
             ConvKernel::Texture => self.conv_gemm(w, true),
-            ConvKernel::Tiled => self.conv_tiled(w, true),
+            ConvKernel::Tiled => self.conv_tiled(w, true, None),
         }
     }
 
@@ -215,7 +215,7 @@ impl Tensor {
     pub fn conv2d_grad_weight_using(&self, gy: &Tensor, k: usize, kernel: ConvKernel) -> Tensor {
         match kernel {
             ConvKernel::Texture => self.conv_grad_weight_texture(gy, k),
-            ConvKernel::Tiled => self.conv_grad_weight_tiled(gy, k),
+            ConvKernel::Tiled => self.conv_grad_weight_tiled(gy, k, None),
         }
     }
 

@@ -6,9 +6,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::tile_config::{self, Tiles};
 use crate::gpu::kernels::LOOP_BUDGET;
 use crate::gpu::KernelSpec;
-use crate::ops::{Reduce, TensorOps};
+use crate::ops::{self, Reduce, ShapeError, TensorOps};
 use crate::tensor::Tensor;
 
 #[repr(C)]
@@ -49,10 +50,17 @@ fn grad_weight_split(pixels: usize) -> usize {
 }
 
 impl Tensor {
-    /// The compiled tiled GEMM for `loads` (the 128×128 tiles when the result spans one each
-    /// way, else the 64×64 ones) and its output tile width.
-    fn conv_tiled_kernel(&self, loads: &'static str, m: usize, n: usize, trans: (bool, bool)) -> (KernelSpec, usize) {
-        let large = self.large_tiles_fit(m, n);
+    /// The tiled GEMM for `loads` (on the 128×128 tiles when `tiles` or the device's choice
+    /// says so and the result fits them, else the 64×64 ones) and its output tile width.
+    fn conv_tiled_kernel(
+        &self,
+        loads: &'static str,
+        (m, n): (usize, usize),
+        trans: (bool, bool),
+        tiles: Option<Tiles>,
+    ) -> (KernelSpec, usize) {
+        let gpu = self.gpu();
+        let large = tile_config::large_tiles_fit(gpu, m, n, tile_config::tiles_for(gpu, m, n, tiles, |c| c.conv));
         let shader = match (loads, large) {
             ("conv_tiled", false) => "conv_tiled",
             ("conv_tiled", true) => "conv_tiled_large",
@@ -66,8 +74,24 @@ impl Tensor {
         (spec, if large { 128 } else { 64 })
     }
 
+    /// conv2d on the given tiles rather than the device's choice (the tile probe, and tests).
+    pub fn conv2d_with_tiles(&self, w: &Tensor, tiles: Tiles) -> Result<Tensor, ShapeError> {
+        ops::conv_shape(self.shape(), w.shape())?;
+        Ok(self.conv_tiled(w, false, Some(tiles)))
+    }
+
+    /// conv_transpose2d on the given tiles (tests).
+    pub fn conv_transpose2d_with_tiles(&self, w: &Tensor, tiles: Tiles) -> Tensor {
+        self.conv_tiled(w, true, Some(tiles))
+    }
+
+    /// The weight gradient on the given tiles (tests).
+    pub fn conv2d_grad_weight_with_tiles(&self, gy: &Tensor, k: usize, tiles: Tiles) -> Tensor {
+        self.conv_grad_weight_tiled(gy, k, Some(tiles))
+    }
+
     /// conv(self, w), or with `flip` the transposed convolution: one GEMM per image (z).
-    pub(crate) fn conv_tiled(&self, w: &Tensor, flip: bool) -> Tensor {
+    pub(crate) fn conv_tiled(&self, w: &Tensor, flip: bool, tiles: Option<Tiles>) -> Tensor {
         let (n, chans, h, wd) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
         let k = w.shape()[2];
         let rows = if flip { w.shape()[1] } else { w.shape()[0] };
@@ -90,7 +114,7 @@ impl Tensor {
         };
         // Consecutive invocations along k for A (the weights' taps are contiguous) and along
         // the pixels for B (an image row is contiguous).
-        let (spec, tile) = self.conv_tiled_kernel("conv_tiled", rows, plane, (false, false));
+        let (spec, tile) = self.conv_tiled_kernel("conv_tiled", (rows, plane), (false, false), tiles);
         let kern = self.gpu().kernel(&spec.with("FLIP", flip as u8 as f64));
         let groups = [plane.div_ceil(tile) as u32, rows.div_ceil(tile) as u32, n as u32];
         self.gpu().dispatch(&kern, bytemuck::bytes_of(&params), &[w.binding(), self.binding(), out.binding()], groups);
@@ -99,7 +123,7 @@ impl Tensor {
 
     /// The weight gradient Σ over pixels of gy ⊗ windows of self, as partial GEMMs over splits
     /// of the pixels (workgroup z), summed.
-    pub(crate) fn conv_grad_weight_tiled(&self, gy: &Tensor, k: usize) -> Tensor {
+    pub(crate) fn conv_grad_weight_tiled(&self, gy: &Tensor, k: usize, tiles: Option<Tiles>) -> Tensor {
         let (n, ci, h, wd) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
         let co = gy.shape()[1];
         let cols = ci * k * k;
@@ -124,7 +148,7 @@ impl Tensor {
             ..Zeroable::zeroed()
         };
         // Both operands are contiguous along the pixels (k): A by rows, B by columns.
-        let (spec, tile) = self.conv_tiled_kernel("conv_grad_weight_tiled", co, cols, (false, true));
+        let (spec, tile) = self.conv_tiled_kernel("conv_grad_weight_tiled", (co, cols), (false, true), tiles);
         let kern = self.gpu().kernel(&spec);
         let groups = [cols.div_ceil(tile) as u32, co.div_ceil(tile) as u32, splits as u32];
         self.gpu().dispatch(

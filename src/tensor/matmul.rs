@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
+use super::tile_config::{self, Tiles};
 use super::Tensor;
 use crate::fusion::{self, Node, Operand, Role, Storage};
 use crate::gpu::kernels::LOOP_BUDGET;
@@ -88,6 +89,23 @@ struct TexMatmulParams {
 impl Tensor {
     /// Matmul with an explicit kernel choice (tests and benches compare both).
     pub fn matmul_using(&self, other: &Tensor, ta: bool, tb: bool, kernel: MatmulKernel) -> Result<Tensor, ShapeError> {
+        self.matmul_with(other, ta, tb, kernel, None)
+    }
+
+    /// The tiled matmul on the given tiles rather than the device's choice (the tile probe,
+    /// and tests of each).
+    pub fn matmul_with_tiles(&self, other: &Tensor, ta: bool, tb: bool, tiles: Tiles) -> Result<Tensor, ShapeError> {
+        self.matmul_with(other, ta, tb, MatmulKernel::Tiled, Some(tiles))
+    }
+
+    fn matmul_with(
+        &self,
+        other: &Tensor,
+        ta: bool,
+        tb: bool,
+        kernel: MatmulKernel,
+        tiles: Option<Tiles>,
+    ) -> Result<Tensor, ShapeError> {
         let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
         let batched = self.shape.len() == 3 || other.shape.len() == 3;
         let out = Tensor::empty(&self.gpu, &if batched { vec![batch, m, n] } else { vec![m, n] });
@@ -118,14 +136,22 @@ impl Tensor {
             self.matmul_texture(other, &out, (batch, m, k, n), ta, tb);
             return Ok(out);
         }
-        // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4.
+        // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4,
+        // 128×128 for the large tiles.
+        let large = kernel == MatmulKernel::Tiled
+            && tile_config::large_tiles_fit(
+                &self.gpu,
+                m,
+                n,
+                tile_config::tiles_for(&self.gpu, m, n, tiles, |c| c.matmul),
+            );
         let (shader, tile) = match kernel {
             MatmulKernel::Scalar => ("matmul", 64),
             MatmulKernel::Vec4 => ("matmul_vec4", 128),
-            MatmulKernel::Tiled if self.large_tiles_fit(m, n) && MatmulKernel::vec4_loads_fit(m, k, n, ta, tb) => {
+            MatmulKernel::Tiled if large && MatmulKernel::vec4_loads_fit(m, k, n, ta, tb) => {
                 ("matmul_tiled_large_vec4", 128)
             }
-            MatmulKernel::Tiled if self.large_tiles_fit(m, n) => ("matmul_tiled_large", 128),
+            MatmulKernel::Tiled if large => ("matmul_tiled_large", 128),
             MatmulKernel::Tiled => ("matmul_tiled", 64),
             MatmulKernel::Texture => unreachable!("handled above"),
         };
@@ -141,17 +167,6 @@ impl Tensor {
             groups,
         );
         Ok(out)
-    }
-
-    /// Whether the tiled kernel takes 128×128 tiles: the result spans at least one in each
-    /// direction (smaller ones would leave most of a workgroup idle) and the adapter gives a
-    /// workgroup the 256 invocations and 16 KiB of shared memory they need.
-    pub(super) fn large_tiles_fit(&self, m: usize, n: usize) -> bool {
-        let l = self.gpu.limits();
-        m >= 128
-            && n >= 128
-            && l.max_compute_workgroup_storage_size >= 16 << 10
-            && l.max_compute_invocations_per_workgroup >= 256
     }
 
     /// A matmul with a reduction of at most `MAX_ELEMENTWISE_K` terms as the lazy elementwise

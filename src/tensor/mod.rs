@@ -13,9 +13,12 @@ mod matmul;
 mod power_iteration;
 mod random;
 mod reduce;
+mod tile_cache;
+pub mod tile_config;
 
 pub use conv::ConvKernel;
 pub use matmul::MatmulKernel;
+pub use tile_config::{TileChoice, TileConfig, TileSource, Tiles};
 
 /// The byte layout of a kernel's uniform parameter struct as Rust lays it out: its size and
 /// the offsets of its fields (padding left out), to be checked against the WGSL `Params`
