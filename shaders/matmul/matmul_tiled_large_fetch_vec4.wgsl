@@ -1,22 +1,5 @@
 // The 128×128 tiled kernel's global loads as one vec4 of each slice per invocation, along the
-// stored rows of each operand. Needs the stored row length of each operand to be a multiple
-// of 4 (K for A, M for transposed A, N for B, K for transposed B; checked on the host), so a
-// vec4 lies wholly inside or wholly outside the matrix.
-
-struct Params {
-    m: u32, n: u32, k: u32, pad0: u32,
-    lda: u32, ldb: u32, ldc: u32, pad1: u32,
-    batch_a: u32, batch_b: u32, batch_c: u32, pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-// A is stored [M,K] (or [K,M] when TRANS_A), B is [K,N] (or [N,K] when TRANS_B).
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// stored rows of each operand (matmul_common_vec4.wgsl).
 
 struct Fetched { a: vec4<f32>, b: vec4<f32> }
 
@@ -32,20 +15,9 @@ fn across_k(tid: u32) -> vec2<u32> {
 }
 
 fn fetch(tid: u32, corner: vec2<u32>, bases: vec2<u32>, k0: u32) -> Fetched {
-    var f = Fetched(vec4<f32>(0.0), vec4<f32>(0.0));
     let sa = select(along_k(tid), across_k(tid), TRANS_A);
-    let row = corner.x + sa.x;
-    let ka = k0 + sa.y;
-    if row < p.m && ka < p.k {
-        f.a = a[(bases.x + select(row * p.lda + ka, ka * p.lda + row, TRANS_A)) / 4u];
-    }
     let sb = select(across_k(tid), along_k(tid), TRANS_B);
-    let col = corner.y + sb.x;
-    let kb = k0 + sb.y;
-    if col < p.n && kb < p.k {
-        f.b = b[(bases.y + select(kb * p.ldb + col, col * p.ldb + kb, TRANS_B)) / 4u];
-    }
-    return f;
+    return Fetched(a_vec4(bases.x, corner.x + sa.x, k0 + sa.y), b_vec4(bases.y, k0 + sb.y, corner.y + sb.x));
 }
 
 fn stash(tid: u32, f: Fetched, buf: u32) {

@@ -22,9 +22,10 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
     ("texture_stage", &[include_str!("../../shaders/matmul/texture_stage.wgsl")]),
-    ("matmul_tiled", &[MATMUL_COMMON, MATMUL_TILED]),
+    ("matmul_tiled", &[MATMUL_COMMON, MATMUL_TILED_FETCH, MATMUL_TILED]),
+    ("matmul_tiled_vec4", &[MATMUL_COMMON_VEC4, MATMUL_TILED_FETCH_VEC4, MATMUL_TILED]),
     ("matmul_tiled_large", &[MATMUL_COMMON, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE]),
-    ("matmul_tiled_large_vec4", &[MATMUL_TILED_LARGE_FETCH_VEC4, MATMUL_TILED_LARGE]),
+    ("matmul_tiled_large_vec4", &[MATMUL_COMMON_VEC4, MATMUL_TILED_LARGE_FETCH_VEC4, MATMUL_TILED_LARGE]),
     ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
     ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
     ("random", &[include_str!("../../shaders/random/random.wgsl")]),
@@ -35,9 +36,9 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("conv_gemm", &[include_str!("../../shaders/conv/conv_gemm.wgsl")]),
     ("conv_grad_weight", &[include_str!("../../shaders/conv/conv_grad_weight.wgsl")]),
     // The storage-buffer convolutions: the tiled matmul kernels with im2col loads.
-    ("conv_tiled", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED]),
+    ("conv_tiled", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED_FETCH, MATMUL_TILED]),
     ("conv_tiled_large", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE]),
-    ("conv_grad_weight_tiled", &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED]),
+    ("conv_grad_weight_tiled", &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED_FETCH, MATMUL_TILED]),
     (
         "conv_grad_weight_tiled_large",
         &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE],
@@ -52,7 +53,10 @@ pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OP
 
 const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwise_ops.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul/matmul_common.wgsl");
+const MATMUL_COMMON_VEC4: &str = include_str!("../../shaders/matmul/matmul_common_vec4.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul/matmul_tiled.wgsl");
+const MATMUL_TILED_FETCH: &str = include_str!("../../shaders/matmul/matmul_tiled_fetch.wgsl");
+const MATMUL_TILED_FETCH_VEC4: &str = include_str!("../../shaders/matmul/matmul_tiled_fetch_vec4.wgsl");
 const MATMUL_TILED_LARGE: &str = include_str!("../../shaders/matmul/matmul_tiled_large.wgsl");
 const MATMUL_TILED_LARGE_FETCH: &str = include_str!("../../shaders/matmul/matmul_tiled_large_fetch.wgsl");
 const MATMUL_TILED_LARGE_FETCH_VEC4: &str = include_str!("../../shaders/matmul/matmul_tiled_large_fetch_vec4.wgsl");

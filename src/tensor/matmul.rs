@@ -45,7 +45,7 @@ impl MatmulKernel {
         }
     }
 
-    /// Whether the tiled kernel can load each operand as vec4s along its stored rows: their
+    /// Whether the tiled kernels can load each operand as vec4s along its stored rows: their
     /// lengths (K for A, M for Aᵀ stored, N for B, K for Bᵀ stored) are multiples of 4, so every
     /// vec4 (and every batch's start) is aligned and lies wholly inside or outside the matrix.
     pub fn vec4_loads_fit(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> bool {
@@ -152,6 +152,7 @@ impl Tensor {
                 ("matmul_tiled_large_vec4", 128)
             }
             MatmulKernel::Tiled if large => ("matmul_tiled_large", 128),
+            MatmulKernel::Tiled if MatmulKernel::vec4_loads_fit(m, k, n, ta, tb) => ("matmul_tiled_vec4", 64),
             MatmulKernel::Tiled => ("matmul_tiled", 64),
             MatmulKernel::Texture => unreachable!("handled above"),
         };
@@ -358,6 +359,7 @@ pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
         plain("matmul"),
         plain("matmul_vec4"),
         plain("matmul_tiled"),
+        plain("matmul_tiled_vec4"),
         plain("matmul_tiled_large"),
         plain("matmul_tiled_large_vec4"),
         super::param_layout!(
