@@ -37,4 +37,4 @@ pub use gpu::{Gpu, GpuError};
 pub use ops::{ActFn, Activation, AdamStep, Binary, Dist, Reduce, TensorOps, Unary};
 pub use reference::CpuTensor;
 pub use tape::{Gradients, Tape, Var};
-pub use tensor::{MatmulKernel, Tensor};
+pub use tensor::{ConvKernel, MatmulKernel, Tensor, TileSource, Tiles};

@@ -33,6 +33,26 @@ pub enum MatmulKernel {
     Texture,
 }
 
+/// The convolution kernels: `Texture` (input and weights staged in textures; the default on
+/// CPU adapters) and `Tiled` (implicit GEMMs on the tiled matmul's tiles, reading the storage
+/// buffers directly; the default on real GPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernel {
+    Texture,
+    Tiled,
+}
+
+/// `RESFLOW_TILE_PROBE`: how the tiled GEMMs' tile configuration is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileProbe {
+    /// From the cache under the user's cache directory, else by the probe (then cached).
+    Auto,
+    /// No probe and no cache: the large tiles wherever they fit.
+    Off,
+    /// Probe again, ignoring the cache, and rewrite it.
+    Force,
+}
+
 /// Which kind of device the engine's policies are tuned for. Every choice made by adapter
 /// *type* (matmul kernel, where elementwise inputs come from, vec4s per invocation, packed
 /// stores, power-iteration workgroups) follows the profile; workarounds for a driver's bugs
@@ -93,6 +113,10 @@ pub struct RuntimeOptions {
     pub shader_checks: bool,
     /// `RESFLOW_MATMUL=scalar|vec4|tiled|texture`: the matmul kernel instead of the adapter's.
     pub matmul: Option<MatmulKernel>,
+    /// `RESFLOW_CONV=texture|tiled`: the convolution kernel instead of the profile's.
+    pub conv: Option<ConvKernel>,
+    /// `RESFLOW_TILE_PROBE=off|force`: skip the tile probe, or probe again past the cache.
+    pub tile_probe: TileProbe,
     /// `RESFLOW_WALLCLOCK=1` (any value): benches time with wall-clock, not GPU timestamps.
     pub wallclock: bool,
     /// `RESFLOW_FUSION=0|off` turns elementwise fusion off.
@@ -113,6 +137,8 @@ impl Default for RuntimeOptions {
             profile: None,
             shader_checks: false,
             matmul: None,
+            conv: None,
+            tile_probe: TileProbe::Auto,
             wallclock: false,
             fusion: true,
             elementwise: ElementwiseInputs::Auto,
@@ -148,6 +174,16 @@ impl RuntimeOptions {
                 Some("texture") => Some(MatmulKernel::Texture),
                 _ => None,
             },
+            conv: match var("RESFLOW_CONV").as_deref() {
+                Some("texture") => Some(ConvKernel::Texture),
+                Some("tiled") => Some(ConvKernel::Tiled),
+                _ => None,
+            },
+            tile_probe: match var("RESFLOW_TILE_PROBE").as_deref() {
+                Some("off" | "0") => TileProbe::Off,
+                Some("force") => TileProbe::Force,
+                _ => TileProbe::Auto,
+            },
             wallclock: var("RESFLOW_WALLCLOCK").is_some(),
             fusion: !matches!(var("RESFLOW_FUSION").as_deref(), Some("0" | "off")),
             elementwise: match var("RESFLOW_ELEMENTWISE").as_deref() {
@@ -178,6 +214,8 @@ mod tests {
             ("RESFLOW_PROFILE", "gpu"),
             ("RESFLOW_SHADER_CHECKS", "1"),
             ("RESFLOW_MATMUL", "vec4"),
+            ("RESFLOW_CONV", "tiled"),
+            ("RESFLOW_TILE_PROBE", "force"),
             ("RESFLOW_WALLCLOCK", "1"),
             ("RESFLOW_FUSION", "off"),
             ("RESFLOW_ELEMENTWISE", "uniform"),
@@ -189,6 +227,8 @@ mod tests {
         assert_eq!(o.profile, Some(Profile::Gpu));
         assert!(o.shader_checks && o.wallclock && !o.fusion && !o.packed_stores);
         assert_eq!(o.matmul, Some(MatmulKernel::Vec4));
+        assert_eq!(o.conv, Some(ConvKernel::Tiled));
+        assert_eq!(o.tile_probe, TileProbe::Force);
         assert_eq!(o.elementwise, ElementwiseInputs::BuffersAndUniforms);
         assert_eq!(o.submit_every, 0);
     }

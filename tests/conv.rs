@@ -4,12 +4,17 @@
 mod common;
 
 use common::{assert_tensor_close, pair, values};
-use resflow::{ActFn, Activation, TensorOps};
+use resflow::{ActFn, Activation, ConvKernel, TensorOps};
+
+/// Both kernels run on every adapter, whichever the profile picks by default.
+const KERNELS: [ConvKernel; 2] = [ConvKernel::Texture, ConvKernel::Tiled];
 
 /// (input shape, weight shape): odd channel counts and sizes, kernels 1/3/5, more output
 /// channels than one 64-row tile, pixel counts that are not multiples of the 8-pixel block, and
-/// a batch whose staged textures exceed the 8 MiB budget, so it runs in several passes.
-const CASES: [([usize; 4], [usize; 4]); 8] = [
+/// a batch whose staged textures exceed the 8 MiB budget, so it runs in several passes. Then
+/// the image models' layers (3→64 and 64→64 3×3, 1×1 at a coarse scale), a result of 128×128
+/// tiles each way, and a weight gradient whose pixel splits end inside an image.
+const CASES: [([usize; 4], [usize; 4]); 13] = [
     ([5, 512, 32, 32], [2, 512, 3, 3]),
     ([2, 3, 5, 7], [5, 3, 3, 3]),
     ([1, 1, 4, 4], [1, 1, 1, 1]),
@@ -18,6 +23,11 @@ const CASES: [([usize; 4], [usize; 4]); 8] = [
     ([1, 20, 3, 3], [70, 20, 1, 1]),
     ([2, 4, 17, 19], [3, 4, 3, 3]),
     ([1, 3, 32, 32], [17, 3, 3, 3]),
+    ([2, 3, 16, 16], [64, 3, 3, 3]),
+    ([2, 64, 14, 14], [64, 64, 3, 3]),
+    ([3, 64, 7, 7], [12, 64, 1, 1]),
+    ([2, 16, 12, 12], [130, 16, 3, 3]),
+    ([3, 3, 20, 21], [5, 3, 3, 3]),
 ];
 
 fn sizes(s: &[usize]) -> usize {
@@ -29,7 +39,11 @@ fn conv2d_matches_reference() {
     for (i, (xs, ws)) in CASES.iter().enumerate() {
         let (gx, cx) = pair(&values(sizes(xs), -1.0, 1.0, 200 + i as u64), xs);
         let (gw, cw) = pair(&values(sizes(ws), -1.0, 1.0, 300 + i as u64), ws);
-        assert_tensor_close(&format!("conv2d {xs:?} * {ws:?}"), &gx.conv2d(&gw), &cx.conv2d(&cw), 1e-4, 1e-4);
+        let want = cx.conv2d(&cw);
+        for kernel in KERNELS {
+            let what = format!("{kernel:?} conv2d {xs:?} * {ws:?}");
+            assert_tensor_close(&what, &gx.conv2d_using(&gw, kernel).unwrap(), &want, 1e-4, 1e-4);
+        }
     }
 }
 
@@ -39,8 +53,11 @@ fn conv_transpose2d_matches_reference() {
         let us = [xs[0], ws[0], xs[2], xs[3]];
         let (gu, cu) = pair(&values(sizes(&us), -1.0, 1.0, 400 + i as u64), &us);
         let (gw, cw) = pair(&values(sizes(ws), -1.0, 1.0, 500 + i as u64), ws);
-        let what = format!("conv_transpose2d {us:?} * {ws:?}");
-        assert_tensor_close(&what, &gu.conv_transpose2d(&gw), &cu.conv_transpose2d(&cw), 1e-4, 1e-4);
+        let want = cu.conv_transpose2d(&cw);
+        for kernel in KERNELS {
+            let what = format!("{kernel:?} conv_transpose2d {us:?} * {ws:?}");
+            assert_tensor_close(&what, &gu.conv_transpose2d_using(&gw, kernel), &want, 1e-4, 1e-4);
+        }
     }
 }
 
@@ -50,9 +67,22 @@ fn conv2d_grad_weight_matches_reference() {
         let gs = [xs[0], ws[0], xs[2], xs[3]];
         let (gx, cx) = pair(&values(sizes(xs), -1.0, 1.0, 600 + i as u64), xs);
         let (gg, cg) = pair(&values(sizes(&gs), -1.0, 1.0, 700 + i as u64), &gs);
-        let what = format!("grad_weight {xs:?} -> {ws:?}");
-        // Sums over all pixels: f32 error grows like √(pixels)·ε.
-        assert_tensor_close(&what, &gx.conv2d_grad_weight(&gg, ws[2]), &cx.conv2d_grad_weight(&cg, ws[2]), 1e-4, 1e-3);
+        let want = cx.conv2d_grad_weight(&cg, ws[2]);
+        for kernel in KERNELS {
+            let what = format!("{kernel:?} grad_weight {xs:?} -> {ws:?}");
+            // Sums over all pixels: f32 error grows like √(pixels)·ε.
+            assert_tensor_close(&what, &gx.conv2d_grad_weight_using(&gg, ws[2], kernel), &want, 1e-4, 1e-3);
+        }
+    }
+}
+
+#[test]
+fn the_default_convolution_follows_the_profile() {
+    use resflow::options::{Profile, RuntimeOptions};
+    let gpu = common::gpu();
+    if RuntimeOptions::get().conv.is_none() {
+        let want = if gpu.profile() == Profile::Gpu { ConvKernel::Tiled } else { ConvKernel::Texture };
+        assert_eq!(ConvKernel::default_for(&gpu), want);
     }
 }
 
@@ -64,9 +94,11 @@ fn conv_adjoint_identity_holds() {
     let (gx, _) = pair(&values(sizes(&xs), -1.0, 1.0, 1), &xs);
     let (gw, _) = pair(&values(sizes(&ws), -1.0, 1.0, 2), &ws);
     let (gu, _) = pair(&values(sizes(&us), -1.0, 1.0, 3), &us);
-    let lhs = gx.conv2d(&gw).mul(&gu).sum_all().item() as f64;
-    let rhs = gx.mul(&gu.conv_transpose2d(&gw)).sum_all().item() as f64;
-    assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+    for kernel in KERNELS {
+        let lhs = gx.conv2d_using(&gw, kernel).unwrap().mul(&gu).sum_all().item() as f64;
+        let rhs = gx.mul(&gu.conv_transpose2d_using(&gw, kernel)).sum_all().item() as f64;
+        assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{kernel:?}: {lhs} vs {rhs}");
+    }
 }
 
 #[test]

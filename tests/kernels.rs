@@ -182,6 +182,19 @@ fn matmul_both_kernels_match_reference() {
         let (gb, cb) = pair(&values(2 * 45 * 260, -1.0, 1.0, 66), &[2, 45, 260]);
         let got = ga.matmul_using(&gb, false, false, kernel).unwrap();
         assert_tensor_close("batched, large tiles", &got, &ca.matmul(&cb, false, false), 1e-4, 1e-4);
+        // The same with every stored row a multiple of 4 (the tiled kernel's vec4 loads), in
+        // all four transposes, with partial tiles each way.
+        let (ga, ca) = pair(&values(2 * 132 * 44, -1.0, 1.0, 67), &[2, 132, 44]);
+        let (gb, cb) = pair(&values(2 * 44 * 260, -1.0, 1.0, 68), &[2, 44, 260]);
+        let (gat, cat) = pair(&values(2 * 132 * 44, -1.0, 1.0, 69), &[2, 44, 132]);
+        let (gbt, cbt) = pair(&values(2 * 44 * 260, -1.0, 1.0, 70), &[2, 260, 44]);
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (a, a_ref) = if ta { (&gat, &cat) } else { (&ga, &ca) };
+            let (b, b_ref) = if tb { (&gbt, &cbt) } else { (&gb, &cb) };
+            let got = a.matmul_using(b, ta, tb, kernel).unwrap();
+            let what = format!("{kernel:?} batched, aligned, ta={ta} tb={tb}");
+            assert_tensor_close(&what, &got, &a_ref.matmul(b_ref, ta, tb), 1e-4, 1e-4);
+        }
     }
 }
 
@@ -361,4 +374,79 @@ fn policies_follow_the_profile() {
         }
         assert!(!packed_stores(&gpu), "GPUs store vec4s natively");
     }
+}
+
+/// Both tile sizes of the tiled GEMMs, whichever the device's probe chose: matmuls of at least
+/// 128×128 (vec4 and scalar loads, every transpose, batched) and convolutions and their VJPs
+/// with a 130-row result.
+#[test]
+fn both_tile_sizes_match_reference() {
+    use resflow::Tiles;
+    for tiles in [Tiles::Small, Tiles::Large] {
+        for (i, &(m, k, n)) in [(132usize, 44usize, 136usize), (130, 45, 129)].iter().enumerate() {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sa = if ta { [2, k, m] } else { [2, m, k] };
+                let sb = if tb { [n, k] } else { [k, n] };
+                let (ga, ca) = pair(&values(2 * m * k, -1.0, 1.0, 80 + i as u64), &sa);
+                let (gb, cb) = pair(&values(k * n, -1.0, 1.0, 90 + i as u64), &sb);
+                let got = ga.matmul_with_tiles(&gb, ta, tb, tiles).unwrap();
+                let what = format!("{tiles:?} {m}x{k}x{n} ta={ta} tb={tb}");
+                assert_tensor_close(&what, &got, &ca.matmul(&cb, ta, tb), 1e-4, 1e-4);
+            }
+        }
+        let (xs, ws, us) = ([2, 16, 12, 12], [130, 16, 3, 3], [2, 130, 12, 12]);
+        let (gx, cx) = pair(&values(2 * 16 * 144, -1.0, 1.0, 95), &xs);
+        let (gw, cw) = pair(&values(130 * 16 * 9, -1.0, 1.0, 96), &ws);
+        let (gu, cu) = pair(&values(2 * 130 * 144, -1.0, 1.0, 97), &us);
+        let what = format!("{tiles:?} conv2d");
+        assert_tensor_close(&what, &gx.conv2d_with_tiles(&gw, tiles).unwrap(), &cx.conv2d(&cw), 1e-4, 1e-4);
+        let what = format!("{tiles:?} conv_transpose2d");
+        assert_tensor_close(&what, &gu.conv_transpose2d_with_tiles(&gw, tiles), &cu.conv_transpose2d(&cw), 1e-4, 1e-4);
+        let what = format!("{tiles:?} grad_weight");
+        let got = gx.conv2d_grad_weight_with_tiles(&gu, 3, tiles);
+        assert_tensor_close(&what, &got, &cx.conv2d_grad_weight(&cu, 3), 1e-4, 1e-3);
+    }
+}
+
+/// The tile probe on a fresh device (its kernels not yet compiled) finishes within a second;
+/// its result is cached and read back; a corrupt cache file or an unusable cache directory
+/// means probing again, without a panic or a stray file.
+#[test]
+fn tile_probe_is_bounded_and_cached() {
+    use resflow::options::TileProbe;
+    use resflow::tensor::tile_config::{cache_key, choose};
+    use resflow::TileSource;
+    let dir = std::env::temp_dir().join(format!("resflow-tile-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let fresh = resflow::Gpu::new(None).expect("a second device on the adapter");
+    let start = std::time::Instant::now();
+    let probed = choose(&fresh, Some(&dir), TileProbe::Auto);
+    let cold = start.elapsed();
+    assert!(cold < std::time::Duration::from_secs(1), "cold probe took {cold:?}");
+    assert!(matches!(probed.source, TileSource::Probed { .. }), "{probed:?}");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one cache file and no temporary: {files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains(&cache_key(&fresh)), "{text}");
+
+    let cached = choose(&fresh, Some(&dir), TileProbe::Auto);
+    assert_eq!(cached.config, probed.config);
+    assert_eq!(cached.source, TileSource::Cached(files[0].clone()));
+    assert!(matches!(choose(&fresh, Some(&dir), TileProbe::Force).source, TileSource::Probed { .. }));
+    assert_eq!(choose(&fresh, Some(&dir), TileProbe::Off).source, TileSource::Off);
+
+    for corrupt in ["", "resflow tile configs v1\nkey=", "\u{0}\u{ff}garbage\n", &text.replace("matmul=", "matmul=9")] {
+        std::fs::write(&files[0], corrupt).unwrap();
+        let again = choose(&fresh, Some(&dir), TileProbe::Auto);
+        assert!(matches!(again.source, TileSource::Probed { .. }), "{corrupt:?}: {again:?}");
+        assert!(matches!(choose(&fresh, Some(&dir), TileProbe::Auto).source, TileSource::Cached(_)), "rewritten");
+    }
+
+    // A cache "directory" that is a file: nothing can be written under it.
+    let blocked = dir.join("not-a-directory");
+    std::fs::write(&blocked, "x").unwrap();
+    let choice = choose(&fresh, Some(&blocked.join("resflow")), TileProbe::Auto);
+    assert!(matches!(choice.source, TileSource::Probed { .. }));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "nothing but the cache file and the blocker");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

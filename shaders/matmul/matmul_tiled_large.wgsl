@@ -7,7 +7,9 @@
 // An invocation's rows are two groups of four, 64 apart (and its columns likewise), so the
 // invocations of a row of the workgroup read neighbouring vec4s of shared memory.
 
-// Params, bindings, TRANS_A/TRANS_B and the loads of op(A), op(B): matmul_common.wgsl.
+// Params, the bindings and the global loads: `fetch` (slices into registers) and `stash` (the
+// registers into a shared buffer) come from matmul_tiled_large_fetch.wgsl (scalar loads, any
+// shape) or matmul_tiled_large_fetch_vec4.wgsl (vec4 loads, aligned shapes).
 
 const TILE: u32 = 128u;
 const BK: u32 = 8u;
@@ -19,54 +21,22 @@ const SLICE4: u32 = 256u;
 var<workgroup> tile_a: array<vec4<f32>, 512>;
 var<workgroup> tile_b: array<vec4<f32>, 512>;
 
-// Element t (0..4) of invocation `tid`'s share of a slice: (row or column in the tile, k).
-// Consecutive invocations take consecutive addresses of the operand as it is stored.
-fn a_slot(tid: u32, t: u32) -> vec2<u32> {
-    let e = tid + 256u * t;
-    return select(vec2<u32>(e / BK, e % BK), vec2<u32>(e % TILE, e / TILE), TRANS_A);
-}
-
-fn b_slot(tid: u32, t: u32) -> vec2<u32> {
-    let e = tid + 256u * t;
-    return select(vec2<u32>(e % TILE, e / TILE), vec2<u32>(e / BK, e % BK), TRANS_B);
-}
-
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let tid = lid.y * 16u + lid.x;
-    let tile_row = wid.y * TILE;
-    let tile_col = wid.x * TILE;
-    let abase = wid.z * p.batch_a;
-    let bbase = wid.z * p.batch_b;
+    let corner = vec2<u32>(wid.y * TILE, wid.x * TILE); // first row, first column
+    let bases = vec2<u32>(wid.z * p.batch_a, wid.z * p.batch_b);
     var acc: array<vec4<f32>, 16>; // rows r: acc[2r] columns 4tx.., acc[2r + 1] columns 64 + 4tx..
     for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
-    var ra: array<f32, 4>;
-    var rb: array<f32, 4>;
-    for (var t = 0u; t < 4u; t++) {
-        let sa = a_slot(tid, t);
-        ra[t] = load_a(abase, tile_row + sa.x, sa.y);
-        let sb = b_slot(tid, t);
-        rb[t] = load_b(bbase, sb.y, tile_col + sb.x);
-    }
-    for (var t = 0u; t < 4u; t++) {
-        let sa = a_slot(tid, t);
-        tile_a[sa.y * ROW4 + sa.x / 4u][sa.x % 4u] = ra[t];
-        let sb = b_slot(tid, t);
-        tile_b[sb.y * ROW4 + sb.x / 4u][sb.x % 4u] = rb[t];
-    }
+    var f = fetch(tid, corner, bases, 0u);
+    stash(tid, f, 0u);
     workgroupBarrier();
     let steps = (p.k + BK - 1u) / BK;
     for (var s = 0u; s < steps; s++) {
         let cur = (s % 2u) * SLICE4;
         let more = s + 1u < steps;
         if more {
-            let k0 = (s + 1u) * BK;
-            for (var t = 0u; t < 4u; t++) {
-                let sa = a_slot(tid, t);
-                ra[t] = load_a(abase, tile_row + sa.x, k0 + sa.y);
-                let sb = b_slot(tid, t);
-                rb[t] = load_b(bbase, k0 + sb.y, tile_col + sb.x);
-            }
+            f = fetch(tid, corner, bases, (s + 1u) * BK);
         }
         for (var kk = 0u; kk < BK; kk++) {
             let row = cur + kk * ROW4;
@@ -82,24 +52,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
         }
         if more {
-            let next = SLICE4 - cur;
-            for (var t = 0u; t < 4u; t++) {
-                let sa = a_slot(tid, t);
-                tile_a[next + sa.y * ROW4 + sa.x / 4u][sa.x % 4u] = ra[t];
-                let sb = b_slot(tid, t);
-                tile_b[next + sb.y * ROW4 + sb.x / 4u][sb.x % 4u] = rb[t];
-            }
+            stash(tid, f, SLICE4 - cur);
         }
         workgroupBarrier();
     }
     let cbase = wid.z * p.batch_c;
     for (var r = 0u; r < 8u; r++) {
-        let row = tile_row + (r / 4u) * 64u + lid.y * 4u + r % 4u;
+        let row = corner.x + (r / 4u) * 64u + lid.y * 4u + r % 4u;
         if row < p.m {
             for (var h = 0u; h < 2u; h++) {
                 let v = acc[2u * r + h];
                 for (var j = 0u; j < 4u; j++) {
-                    let col = tile_col + h * 64u + lid.x * 4u + j;
+                    let col = corner.y + h * 64u + lid.x * 4u + j;
                     if col < p.n {
                         c[cbase + row * p.ldc + col] = v[j];
                     }

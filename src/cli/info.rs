@@ -1,5 +1,5 @@
-//! `resflow info`: the adapter, backend, driver, features and limits in use, and where
-//! elementwise kernels read their inputs from.
+//! `resflow info`: the adapter, backend, driver, features and limits in use, where
+//! elementwise kernels read their inputs from, and the tiled GEMMs' tile configuration.
 
 use resflow::Gpu;
 
@@ -30,4 +30,23 @@ pub fn print_info(gpu: &Gpu) {
         format!(" (x + 1 over {n} floats: staged {:.2} ms, from buffers {:.2} ms)", p.staged_ms, p.buffer_ms)
     });
     println!("inputs    elementwise kernels of ≥ {from} elements: {:?}{probe}", elementwise_inputs_for(gpu, from));
+    print_tiles(gpu);
+}
+
+/// The tile configuration of the tiled matmul and convolutions, and where it came from.
+fn print_tiles(gpu: &Gpu) {
+    use resflow::tensor::tile_config::tile_choice;
+    use resflow::tensor::TileSource;
+    let choice = tile_choice(gpu);
+    let ms = |[small, large]: [f64; 2]| format!("64: {small:.2} ms, 128: {large:.2} ms");
+    let from = match &choice.source {
+        TileSource::Off => "RESFLOW_TILE_PROBE=off".to_string(),
+        TileSource::NoLargeTiles => "the adapter's limits rule out 128×128 tiles".to_string(),
+        TileSource::Cached(path) => format!("cached in {}", path.display()),
+        TileSource::Probed { total_ms, matmul_ms, conv_ms } => {
+            format!("probed in {total_ms:.0} ms; matmul {}; conv {}", ms(*matmul_ms), ms(*conv_ms))
+        }
+    };
+    let c = choice.config;
+    println!("tiles     tiled matmul {}×{0}, tiled conv {}×{1} ({from})", c.matmul.name(), c.conv.name());
 }

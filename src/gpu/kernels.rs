@@ -22,8 +22,10 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
     ("texture_stage", &[TEXEL_F32, include_str!("../../shaders/matmul/texture_stage.wgsl")]),
-    ("matmul_tiled", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul_tiled.wgsl")]),
-    ("matmul_tiled_large", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul_tiled_large.wgsl")]),
+    ("matmul_tiled", &[MATMUL_COMMON, MATMUL_TILED_FETCH, MATMUL_TILED]),
+    ("matmul_tiled_vec4", &[MATMUL_COMMON_VEC4, MATMUL_TILED_FETCH_VEC4, MATMUL_TILED]),
+    ("matmul_tiled_large", &[MATMUL_COMMON, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE]),
+    ("matmul_tiled_large_vec4", &[MATMUL_COMMON_VEC4, MATMUL_TILED_LARGE_FETCH_VEC4, MATMUL_TILED_LARGE]),
     ("strided_copy", &[include_str!("../../shaders/layout/strided_copy.wgsl")]),
     ("squeeze", &[include_str!("../../shaders/layout/squeeze.wgsl")]),
     ("random", &[include_str!("../../shaders/random/random.wgsl")]),
@@ -33,6 +35,14 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("conv_stage_output", &[TEXEL_F32, include_str!("../../shaders/conv/conv_stage_output.wgsl")]),
     ("conv_gemm", &[include_str!("../../shaders/conv/conv_gemm.wgsl")]),
     ("conv_grad_weight", &[include_str!("../../shaders/conv/conv_grad_weight.wgsl")]),
+    // The storage-buffer convolutions: the tiled matmul kernels with im2col loads.
+    ("conv_tiled", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED_FETCH, MATMUL_TILED]),
+    ("conv_tiled_large", &[CONV_TILED_COMMON, CONV_TILED_LOADS, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE]),
+    ("conv_grad_weight_tiled", &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED_FETCH, MATMUL_TILED]),
+    (
+        "conv_grad_weight_tiled_large",
+        &[CONV_TILED_COMMON, CONV_GRAD_WEIGHT_LOADS, MATMUL_TILED_LARGE_FETCH, MATMUL_TILED_LARGE],
+    ),
     ("power_iteration", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration.wgsl")]),
     ("power_iteration_vec4", &[WORKGROUP_SUM, include_str!("../../shaders/power_iteration/power_iteration_vec4.wgsl")]),
     ("adam", &[include_str!("../../shaders/adam/adam.wgsl")]),
@@ -79,6 +89,16 @@ pub const LIBRARIES: &[(&str, &[&str])] = &[("elementwise_ops", &[ELEMENTWISE_OP
 
 const ELEMENTWISE_OPS: &str = include_str!("../../shaders/elementwise/elementwise_ops.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul/matmul_common.wgsl");
+const MATMUL_COMMON_VEC4: &str = include_str!("../../shaders/matmul/matmul_common_vec4.wgsl");
+const MATMUL_TILED: &str = include_str!("../../shaders/matmul/matmul_tiled.wgsl");
+const MATMUL_TILED_FETCH: &str = include_str!("../../shaders/matmul/matmul_tiled_fetch.wgsl");
+const MATMUL_TILED_FETCH_VEC4: &str = include_str!("../../shaders/matmul/matmul_tiled_fetch_vec4.wgsl");
+const MATMUL_TILED_LARGE: &str = include_str!("../../shaders/matmul/matmul_tiled_large.wgsl");
+const MATMUL_TILED_LARGE_FETCH: &str = include_str!("../../shaders/matmul/matmul_tiled_large_fetch.wgsl");
+const MATMUL_TILED_LARGE_FETCH_VEC4: &str = include_str!("../../shaders/matmul/matmul_tiled_large_fetch_vec4.wgsl");
+const CONV_TILED_COMMON: &str = include_str!("../../shaders/conv/conv_tiled_common.wgsl");
+const CONV_TILED_LOADS: &str = include_str!("../../shaders/conv/conv_tiled_loads.wgsl");
+const CONV_GRAD_WEIGHT_LOADS: &str = include_str!("../../shaders/conv/conv_tiled_grad_weight_loads.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce/reduce.wgsl");
 const TEXEL_F32: &str = include_str!("../../shaders/precision/texel_f32.wgsl");
 const TEXEL_F16: &str = include_str!("../../shaders/precision/texel_f16.wgsl");

@@ -1,19 +1,34 @@
-//! The GPU convolution and squeeze ops.
+//! The GPU convolution and squeeze ops, and the choice of convolution kernel.
 //!
-//! Convolutions are implicit GEMMs over staged textures (see `shaders/conv/`): the input
-//! goes into a zero-bordered, channel-packed texture once, the weights into a [rows, taps·C]
-//! texture, and the GEMM reads shifted windows straight from the input texture. Textures are
-//! used on every adapter: on real GPUs they are cached reads, and on lavapipe they are the only
-//! loads that vectorise. Under `Precision::F16` the staged textures hold f16 texels (half the
-//! memory and bandwidth) and the GEMMs still accumulate in f32.
+//! On CPU adapters convolutions are implicit GEMMs over staged textures (see `shaders/conv/`):
+//! the input goes into a zero-bordered, channel-packed texture once, the weights into a
+//! [rows, taps·C] texture, and the GEMM reads shifted windows straight from the input texture
+//! (on lavapipe texture loads are the only ones that vectorise). The GPU profile runs the
+//! storage-buffer implicit GEMMs of `conv_tiled` instead. Under `Precision::F16`
+//! convolutions take the texture path with f16 texels (half the memory and bandwidth), whose
+//! GEMMs still accumulate in f32.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::kernels::{grid_1d, with_texels};
 use crate::gpu::{Binding, DeviceTexture, Gpu, KernelSpec, Slot, Texels};
 use crate::ops::{self, numel, ShapeError, TensorOps};
-use crate::options::Precision;
+pub use crate::options::ConvKernel;
+use crate::options::{Precision, Profile, RuntimeOptions};
 use crate::tensor::Tensor;
+
+impl ConvKernel {
+    /// The profile's default; `RESFLOW_CONV=texture|tiled` overrides it. f16 operands take the
+    /// texture kernels, whose f16 form stages f16 texels.
+    pub fn default_for(gpu: &crate::gpu::Gpu) -> ConvKernel {
+        match RuntimeOptions::get().conv {
+            _ if gpu.precision() == Precision::F16 => ConvKernel::Texture,
+            Some(kernel) => kernel,
+            None if gpu.profile() == Profile::Cpu => ConvKernel::Texture,
+            None => ConvKernel::Tiled,
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -191,22 +206,51 @@ impl Tensor {
         out
     }
 
-    pub(crate) fn conv2d_gpu(&self, w: &Tensor) -> Result<Tensor, ShapeError> {
+    /// conv2d with an explicit kernel choice (tests and benches compare both).
+    pub fn conv2d_using(&self, w: &Tensor, kernel: ConvKernel) -> Result<Tensor, ShapeError> {
         ops::conv_shape(self.shape(), w.shape())?;
-        Ok(self.conv_gemm(w, false))
+        Ok(match kernel {
+            ConvKernel::Texture => self.conv_gemm(w, false),
+            ConvKernel::Tiled => self.conv_tiled(w, false, None),
+        })
     }
 
-    pub(crate) fn conv_transpose2d_gpu(&self, w: &Tensor) -> Tensor {
+    /// conv_transpose2d (the input VJP) with an explicit kernel choice.
+    pub fn conv_transpose2d_using(&self, w: &Tensor, kernel: ConvKernel) -> Tensor {
         assert!(
             self.shape().len() == 4 && w.shape().len() == 4 && self.shape()[1] == w.shape()[0],
             "conv_transpose2d of {:?} with weights {:?}",
             self.shape(),
             w.shape()
         );
-        self.conv_gemm(w, true)
+        match kernel {
+            ConvKernel::Texture => self.conv_gemm(w, true),
+            ConvKernel::Tiled => self.conv_tiled(w, true, None),
+        }
+    }
+
+    /// The weight VJP of conv2d (self the input, `gy` the output's gradient) with an explicit
+    /// kernel choice.
+    pub fn conv2d_grad_weight_using(&self, gy: &Tensor, k: usize, kernel: ConvKernel) -> Tensor {
+        match kernel {
+            ConvKernel::Texture => self.conv_grad_weight_texture(gy, k),
+            ConvKernel::Tiled => self.conv_grad_weight_tiled(gy, k, None),
+        }
+    }
+
+    pub(crate) fn conv2d_gpu(&self, w: &Tensor) -> Result<Tensor, ShapeError> {
+        self.conv2d_using(w, ConvKernel::default_for(self.gpu()))
+    }
+
+    pub(crate) fn conv_transpose2d_gpu(&self, w: &Tensor) -> Tensor {
+        self.conv_transpose2d_using(w, ConvKernel::default_for(self.gpu()))
     }
 
     pub(crate) fn conv2d_grad_weight_gpu(&self, gy: &Tensor, k: usize) -> Tensor {
+        self.conv2d_grad_weight_using(gy, k, ConvKernel::default_for(self.gpu()))
+    }
+
+    fn conv_grad_weight_texture(&self, gy: &Tensor, k: usize) -> Tensor {
         let n = self.shape()[0];
         let chunk = self.grad_weight_chunk(gy, k / 2);
         // Batch chunks (texture limits, bounded staging memory): their gradients add up.

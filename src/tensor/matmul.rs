@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
+use super::tile_config::{self, Tiles};
 use super::Tensor;
 use crate::fusion::{self, Node, Operand, Role, Storage};
 use crate::gpu::kernels::{grid_1d, with_texels, LOOP_BUDGET};
@@ -44,6 +45,15 @@ impl MatmulKernel {
         }
     }
 
+    /// Whether the tiled kernels can load each operand as vec4s along its stored rows: their
+    /// lengths (K for A, M for Aᵀ stored, N for B, K for Bᵀ stored) are multiples of 4, so every
+    /// vec4 (and every batch's start) is aligned and lies wholly inside or outside the matrix.
+    pub fn vec4_loads_fit(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> bool {
+        let a_row = if ta { m } else { k };
+        let b_row = if tb { k } else { n };
+        a_row.is_multiple_of(4) && b_row.is_multiple_of(4)
+    }
+
     /// Whether `Vec4` can run this problem: its vec4 loads need these sizes to be multiples of 4.
     pub fn vec4_fits(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> bool {
         k.is_multiple_of(4) && (!ta || m.is_multiple_of(4)) && (tb || n.is_multiple_of(4))
@@ -79,6 +89,23 @@ struct TexMatmulParams {
 impl Tensor {
     /// Matmul with an explicit kernel choice (tests and benches compare both).
     pub fn matmul_using(&self, other: &Tensor, ta: bool, tb: bool, kernel: MatmulKernel) -> Result<Tensor, ShapeError> {
+        self.matmul_with(other, ta, tb, kernel, None)
+    }
+
+    /// The tiled matmul on the given tiles rather than the device's choice (the tile probe,
+    /// and tests of each).
+    pub fn matmul_with_tiles(&self, other: &Tensor, ta: bool, tb: bool, tiles: Tiles) -> Result<Tensor, ShapeError> {
+        self.matmul_with(other, ta, tb, MatmulKernel::Tiled, Some(tiles))
+    }
+
+    fn matmul_with(
+        &self,
+        other: &Tensor,
+        ta: bool,
+        tb: bool,
+        kernel: MatmulKernel,
+        tiles: Option<Tiles>,
+    ) -> Result<Tensor, ShapeError> {
         let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
         let batched = self.shape.len() == 3 || other.shape.len() == 3;
         let out = Tensor::empty(&self.gpu, &if batched { vec![batch, m, n] } else { vec![m, n] });
@@ -109,11 +136,23 @@ impl Tensor {
             self.matmul_texture(other, &out, (batch, m, k, n), (ta, tb), Texels::F32);
             return Ok(out);
         }
-        // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4.
+        // Output tile per workgroup: 64×64 for Scalar/Tiled, 8×8 invocations × 16×16 for Vec4,
+        // 128×128 for the large tiles.
+        let large = kernel == MatmulKernel::Tiled
+            && tile_config::large_tiles_fit(
+                &self.gpu,
+                m,
+                n,
+                tile_config::tiles_for(&self.gpu, m, n, tiles, |c| c.matmul),
+            );
         let (shader, tile) = match kernel {
             MatmulKernel::Scalar => ("matmul", 64),
             MatmulKernel::Vec4 => ("matmul_vec4", 128),
-            MatmulKernel::Tiled if self.large_tiles_fit(m, n) => ("matmul_tiled_large", 128),
+            MatmulKernel::Tiled if large && MatmulKernel::vec4_loads_fit(m, k, n, ta, tb) => {
+                ("matmul_tiled_large_vec4", 128)
+            }
+            MatmulKernel::Tiled if large => ("matmul_tiled_large", 128),
+            MatmulKernel::Tiled if MatmulKernel::vec4_loads_fit(m, k, n, ta, tb) => ("matmul_tiled_vec4", 64),
             MatmulKernel::Tiled => ("matmul_tiled", 64),
             MatmulKernel::Texture => unreachable!("handled above"),
         };
@@ -198,17 +237,6 @@ impl Tensor {
         let n = self.numel() as u32;
         let kern = self.gpu.kernel(&KernelSpec::new(shader, "main", 1, 1));
         self.gpu.dispatch(&kern, bytemuck::cast_slice(&[n, 0, 0, 0]), &[self.binding(), dst], grid_1d(n.div_ceil(256)));
-    }
-
-    /// Whether the tiled kernel takes 128×128 tiles: the result spans at least one in each
-    /// direction (smaller ones would leave most of a workgroup idle) and the adapter gives a
-    /// workgroup the 256 invocations and 16 KiB of shared memory they need.
-    fn large_tiles_fit(&self, m: usize, n: usize) -> bool {
-        let l = self.gpu.limits();
-        m >= 128
-            && n >= 128
-            && l.max_compute_workgroup_storage_size >= 16 << 10
-            && l.max_compute_invocations_per_workgroup >= 256
     }
 
     /// A matmul with a reduction of at most `MAX_ELEMENTWISE_K` terms as the lazy elementwise
@@ -422,7 +450,9 @@ pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
         plain("matmul"),
         plain("matmul_vec4"),
         plain("matmul_tiled"),
+        plain("matmul_tiled_vec4"),
         plain("matmul_tiled_large"),
+        plain("matmul_tiled_large_vec4"),
         plain("matmul_f16"),
         super::ParamLayout::words("to_half", 4, &[0]),
         super::ParamLayout::words("round_half", 4, &[0]),
@@ -432,4 +462,20 @@ pub(super) fn param_layouts() -> Vec<super::ParamLayout> {
         ),
         super::param_layout!("matmul_texture", TexMatmulParams { m, n, k4, ldc, batch_c, a_layer_step, b_layer_step }),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MatmulKernel;
+
+    #[test]
+    fn vec4_loads_need_each_stored_row_a_multiple_of_4() {
+        assert!(MatmulKernel::vec4_loads_fit(130, 44, 260, false, false));
+        assert!(!MatmulKernel::vec4_loads_fit(132, 45, 260, false, false));
+        assert!(MatmulKernel::vec4_loads_fit(132, 45, 260, true, false));
+        assert!(!MatmulKernel::vec4_loads_fit(130, 45, 260, true, false));
+        assert!(!MatmulKernel::vec4_loads_fit(132, 44, 258, false, false));
+        assert!(MatmulKernel::vec4_loads_fit(132, 44, 258, false, true));
+        assert!(!MatmulKernel::vec4_loads_fit(132, 45, 260, true, true));
+    }
 }

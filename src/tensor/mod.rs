@@ -6,14 +6,19 @@
 
 mod adam;
 mod conv;
+mod conv_tiled;
 mod elementwise;
 mod layout;
 mod matmul;
 mod power_iteration;
 mod random;
 mod reduce;
+mod tile_cache;
+pub mod tile_config;
 
+pub use conv::ConvKernel;
 pub use matmul::MatmulKernel;
+pub use tile_config::{TileChoice, TileConfig, TileSource, Tiles};
 
 /// The byte layout of a kernel's uniform parameter struct as Rust lays it out: its size and
 /// the offsets of its fields (padding left out), to be checked against the WGSL `Params`
@@ -55,6 +60,7 @@ pub(crate) fn param_layouts() -> Vec<ParamLayout> {
     all.extend(matmul::param_layouts());
     all.extend(random::param_layouts());
     all.extend(conv::param_layouts());
+    all.extend(conv_tiled::param_layouts());
     all.extend(power_iteration::param_layouts());
     all.extend(adam::param_layouts());
     all
