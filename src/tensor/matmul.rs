@@ -31,6 +31,27 @@ struct MatmulParams {
     pad2: u32,
 }
 
+impl MatmulParams {
+    /// The parameters of op(A)·op(B) for the buffer kernels: leading dimensions from the
+    /// transposes, batch strides from which operands are 3-D.
+    fn of(a: &Tensor, b: &Tensor, (m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> Self {
+        MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            pad0: 0,
+            lda: if ta { m } else { k } as u32,
+            ldb: if tb { k } else { n } as u32,
+            ldc: n as u32,
+            pad1: 0,
+            batch_a: if a.shape.len() == 3 { m * k } else { 0 } as u32,
+            batch_b: if b.shape.len() == 3 { k * n } else { 0 } as u32,
+            batch_c: (m * n) as u32,
+            pad2: 0,
+        }
+    }
+}
+
 /// Matmuls with at most this many reduction terms run as elementwise expressions (each term
 /// reads two broadcast operands: 2k inputs stay within `fusion::MAX_INPUTS`).
 const MAX_ELEMENTWISE_K: usize = 3;
@@ -109,20 +130,7 @@ impl Tensor {
         let (batch, m, k, n) = ops::matmul_shape(&self.shape, &other.shape, ta, tb)?;
         let batched = self.shape.len() == 3 || other.shape.len() == 3;
         let out = Tensor::empty(&self.gpu, &if batched { vec![batch, m, n] } else { vec![m, n] });
-        let params = MatmulParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            pad0: 0,
-            lda: if ta { m } else { k } as u32,
-            ldb: if tb { k } else { n } as u32,
-            ldc: n as u32,
-            pad1: 0,
-            batch_a: if self.shape.len() == 3 { m * k } else { 0 } as u32,
-            batch_b: if other.shape.len() == 3 { k * n } else { 0 } as u32,
-            batch_c: (m * n) as u32,
-            pad2: 0,
-        };
+        let params = MatmulParams::of(self, other, (m, k, n), (ta, tb));
         // Staging costs two dispatches; with a tiny K the direct kernels are cheaper.
         let kernel = match kernel {
             MatmulKernel::Texture if !self.texture_fits(batch, m, k, n) || k < 8 => MatmulKernel::Vec4,
@@ -187,20 +195,7 @@ impl Tensor {
             self.matmul_texture(other, &out, (batch, m, k, n), (ta, tb), Texels::F16);
             return Ok(out);
         }
-        let params = MatmulParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            pad0: 0,
-            lda: if ta { m } else { k } as u32,
-            ldb: if tb { k } else { n } as u32,
-            ldc: n as u32,
-            pad1: 0,
-            batch_a: if self.shape.len() == 3 { m * k } else { 0 } as u32,
-            batch_b: if other.shape.len() == 3 { k * n } else { 0 } as u32,
-            batch_c: (m * n) as u32,
-            pad2: 0,
-        };
+        let params = MatmulParams::of(self, other, (m, k, n), (ta, tb));
         let (a16, b16) = (self.to_half_buffer(), other.to_half_buffer());
         let half_binding = |buffer, t: &Tensor| Binding::Buffer { buffer, bytes: half_bytes(t.numel()) };
         let spec = KernelSpec::new("matmul_f16", "main", 2, 1)
