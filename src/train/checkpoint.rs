@@ -90,11 +90,16 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         let data = std::fs::read(path)
             .map_err(|e| CheckpointError(format!("cannot read checkpoint {}: {e}", path.display())))?;
+        Checkpoint::parse(&data, &path.display().to_string())
+    }
+
+    /// Decodes the bytes of a checkpoint file; `what` names it in errors.
+    pub fn parse(data: &[u8], what: &str) -> Result<Checkpoint, CheckpointError> {
         let bad = |e: &dyn fmt::Display| {
-            CheckpointError(format!("{} is not a valid checkpoint (truncated or corrupt?): {e}", path.display()))
+            CheckpointError(format!("{what} is not a valid checkpoint (truncated or corrupt?): {e}"))
         };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&data).map_err(|e| bad(&e))?;
-        let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| bad(&e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(data).map_err(|e| bad(&e))?;
+        let st = safetensors::SafeTensors::deserialize(data).map_err(|e| bad(&e))?;
         let mut tensors = Vec::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {

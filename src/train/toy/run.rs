@@ -174,8 +174,12 @@ impl ToyRun {
 
     /// Rebuilds a run from a checkpoint (the config inside it), validating every tensor.
     pub fn from_checkpoint(gpu: &Gpu, path: &Path) -> Result<ToyRun, TrainError> {
-        let ck = Checkpoint::load(path)?;
-        let bad = |why: String| TrainError(format!("{} does not match this model: {why}", path.display()));
+        ToyRun::from_loaded(gpu, &Checkpoint::load(path)?, &path.display().to_string())
+    }
+
+    /// [`ToyRun::from_checkpoint`] of a checkpoint already read; `what` names it in errors.
+    pub fn from_loaded(gpu: &Gpu, ck: &Checkpoint, what: &str) -> Result<ToyRun, TrainError> {
+        let bad = |why: String| TrainError(format!("{what} does not match this model: {why}"));
         if ck.meta("format")? != FORMAT {
             return Err(bad(format!("format {:?}, expected {FORMAT:?}", ck.meta("format")?)));
         }
@@ -183,12 +187,12 @@ impl ToyRun {
         let step: usize = ck.meta("step")?.parse().map_err(|e| bad(format!("step: {e}")))?;
         config.validate()?;
         let source = match ck.get(POINTS) {
-            Some(([_, 2], points)) => Source::Points(parse_points(points, &path.display().to_string())?),
+            Some(([_, 2], points)) => Source::Points(parse_points(points, what)?),
             Some((shape, _)) => return Err(bad(format!("{POINTS} has shape {shape:?}, expected [n, 2]"))),
             None => Source::of_dataset(&config.dataset)?,
         };
         let mut run = ToyRun::with_source(gpu, config, source)?;
-        take_training_state(&ck, &[POINTS], &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        take_training_state(ck, &[POINTS], &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = step;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {
