@@ -108,7 +108,7 @@ fn image(run: &mut ImageRun, args: &EvalArgs) -> Result {
     }
     let images = args.images.unwrap_or(run.config.eval_images);
     if images == 0 {
-        return Err("--images must be at least 1".into());
+        return Err("--images must be positive".into());
     }
     let store = run.eval_store(!args.raw);
     let e = run.evaluate(&store, images)?;

@@ -130,7 +130,8 @@ impl ImageConfig {
     /// Checks what does not depend on the dataset (the model's shapes are checked against the
     /// images in `model_spec`).
     pub fn validate(&self) -> Result<(), TrainError> {
-        bounds::count("scales", self.scales, 1..=8)?;
+        // The upper bound of --scales depends on the images: `ModelSpec::validate` checks it.
+        bounds::count("scales", self.scales, 1..=usize::MAX)?;
         bounds::count("blocks", self.blocks, 1..=100)?;
         bounds::count("width", self.width, 1..=bounds::MAX_WIDTH)?;
         bounds::count("fc-blocks", self.fc_blocks, 0..=100)?;
