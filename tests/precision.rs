@@ -223,7 +223,7 @@ fn a_toy_run_in_f16_reaches_the_f32_runs_nll() {
         for _ in 0..config.iters {
             run.train_step().unwrap();
         }
-        let nll = run.test_nll(&run.store.clone(), &run.source.clone(), config.eval_samples);
+        let nll = run.test_nll(&run.store.clone(), &run.source.clone(), config.eval_samples).unwrap();
         (run, nll)
     };
     let (_, f32_nll) = train(&common::gpu());

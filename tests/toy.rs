@@ -85,11 +85,11 @@ fn tiny_config() -> ToyConfig {
 #[test]
 fn a_short_training_run_lowers_the_nll() {
     let mut run = ToyRun::new(&gpu(), tiny_config()).unwrap();
-    let before = run.test_nll(&run.store.clone(), &run.source.clone(), 2000);
+    let before = run.test_nll(&run.store.clone(), &run.source.clone(), 2000).unwrap();
     for _ in 0..40 {
         run.train_step().unwrap();
     }
-    let after = run.test_nll(&run.store.clone(), &run.source.clone(), 2000);
+    let after = run.test_nll(&run.store.clone(), &run.source.clone(), 2000).unwrap();
     assert!(after < before - 0.1, "test NLL {before} → {after}");
 }
 
@@ -97,11 +97,11 @@ fn a_short_training_run_lowers_the_nll() {
 fn the_unbiased_estimator_trains_too() {
     let config = ToyConfig { estimator: Estimator::Unbiased, grad_mode: GradMode::NeumannBif, ..tiny_config() };
     let mut run = ToyRun::new(&gpu(), config).unwrap();
-    let before = run.test_nll(&run.store.clone(), &run.source.clone(), 2000);
+    let before = run.test_nll(&run.store.clone(), &run.source.clone(), 2000).unwrap();
     for _ in 0..40 {
         run.train_step().unwrap();
     }
-    let after = run.test_nll(&run.store.clone(), &run.source.clone(), 2000);
+    let after = run.test_nll(&run.store.clone(), &run.source.clone(), 2000).unwrap();
     assert!(after < before - 0.1, "test NLL {before} → {after}");
 }
 
@@ -144,8 +144,10 @@ fn csv_points_load_and_bad_rows_name_their_line() {
     let dir = std::env::temp_dir().join(format!("resflow-csv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.csv");
-    std::fs::write(&good, "x,y\n1.5,2\n-3,0.25\n\n").unwrap();
-    assert_eq!(load_csv(&good).unwrap(), vec![1.5, 2.0, -3.0, 0.25]);
+    let rows: String = (0..10).map(|i| format!("{}.5,{}\n", i, (i * i) % 7)).collect();
+    std::fs::write(&good, format!("x,y\n{rows}\n")).unwrap();
+    let want: Vec<f32> = (0..10).flat_map(|i| [i as f32 + 0.5, ((i * i) % 7) as f32]).collect();
+    assert_eq!(load_csv(&good).unwrap(), want);
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "1,2\n3,4\n5,oops\n").unwrap();
     let err = load_csv(&bad).unwrap_err().to_string();

@@ -19,8 +19,9 @@ pub struct EvalArgs {
     /// Evaluate on another dataset than the one trained on.
     #[arg(long)]
     dataset: Option<String>,
-    #[arg(long, default_value_t = 10_000)]
-    samples: usize,
+    /// Toy models: fresh samples to score (default 10 000).
+    #[arg(long)]
+    samples: Option<usize>,
     /// Image models: the first this many test images (default: the run's --eval-images).
     #[arg(long)]
     images: Option<usize>,
@@ -42,7 +43,8 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result {
 }
 
 /// A number with `decimals` fixed decimals, as JSON: the digits the text output shows
-/// (serde_json alone would print the shortest form, 3.7897 for 3.78970); null if not finite.
+/// (serde_json alone would print the shortest form, 3.7897 for 3.78970). Results are checked
+/// finite before they get here; null keeps the output valid JSON should one slip through.
 fn fixed(x: f64, decimals: usize) -> Box<RawValue> {
     let text = if x.is_finite() { format!("{x:.decimals$}") } else { "null".to_string() };
     RawValue::from_string(text).expect("a finite number is valid JSON")
@@ -75,12 +77,15 @@ fn toy(run: &ToyRun, args: &EvalArgs) -> Result {
     if args.raw {
         return Err("--raw applies to image checkpoints".into());
     }
+    if args.images.is_some() {
+        return Err("--images applies to image checkpoints; toy models take --samples".into());
+    }
     let source = match &args.dataset {
         Some(d) => Source::Toy(ToyDataset::parse(d)?),
         None => run.source.clone(),
     };
-    let (samples, step) = (args.samples, run.step());
-    let nll = run.test_nll(&run.eval_store(), &source, samples);
+    let (samples, step) = (args.samples.unwrap_or(10_000), run.step());
+    let nll = run.test_nll(&run.eval_store(), &source, samples)?;
     if args.json {
         let entropy = source.entropy().map(|h| fixed(h, 4));
         println!("{}", serde_json::to_string(&ToyJson { nll: fixed(nll, 5), samples, step, entropy })?);
@@ -91,6 +96,16 @@ fn toy(run: &ToyRun, args: &EvalArgs) -> Result {
 }
 
 fn image(run: &mut ImageRun, args: &EvalArgs) -> Result {
+    if args.dataset.is_some() {
+        return Err(format!(
+            "--dataset applies to toy checkpoints; this image model is evaluated on {}",
+            run.config.dataset
+        )
+        .into());
+    }
+    if args.samples.is_some() {
+        return Err("--samples applies to toy checkpoints; image models take --images".into());
+    }
     let images = args.images.unwrap_or(run.config.eval_images);
     if images == 0 {
         return Err("--images must be positive".into());

@@ -3,11 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use resflow::models::toy;
-use resflow::train::checkpoint::write_atomically;
-use resflow::train::image::ImageRun;
-use resflow::train::plot::Image;
-use resflow::train::toy::ToyRun;
+use resflow::train::image::{ImageRun, MAX_GRID_SAMPLES};
+use resflow::train::toy::{SampleFile, ToyRun};
 use resflow::train::AnyRun;
 use resflow::Gpu;
 
@@ -32,7 +29,7 @@ type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 
 pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result {
     match AnyRun::load(gpu, &args.checkpoint)? {
-        AnyRun::Toy(run) => toy_samples(gpu, &run, args),
+        AnyRun::Toy(run) => toy_samples(&run, args),
         AnyRun::Image(run) => image_grid(&run, args),
     }
 }
@@ -41,30 +38,19 @@ fn extension(path: &Path) -> Option<&str> {
     path.extension().and_then(|e| e.to_str())
 }
 
-fn toy_samples(gpu: &Gpu, run: &ToyRun, args: &SampleArgs) -> Result {
+/// Streams the samples to the file (any `--n`: memory does not grow with it).
+fn toy_samples(run: &ToyRun, args: &SampleArgs) -> Result {
     if args.raw {
         return Err("--raw applies to image checkpoints".into());
     }
+    SampleFile::of(&args.out)?;
     let n = args.n.unwrap_or(10_000);
     if n == 0 {
-        return Err("--n must be positive".into());
+        return Err("--n must be at least 1".into());
     }
-    let store = run.eval_store();
-    let (pts, iters) = toy::sample(gpu, &run.flow, &store, n, args.seed)?;
-    let out = &args.out;
-    match extension(out) {
-        Some("csv") => {
-            let mut s = String::from("x,y\n");
-            for p in pts.chunks_exact(2) {
-                s.push_str(&format!("{},{}\n", p[0], p[1]));
-            }
-            write_atomically(out, s.as_bytes())?;
-        }
-        Some("png") => Image::histogram(&pts, 4.0, 100).upscale(3).save_png(out)?,
-        _ => return Err(format!("--out must end in .csv or .png, got {}", out.display()).into()),
-    }
+    let iters = run.write_samples(&run.eval_store(), n, args.seed, &args.out)?;
     let max = iters.iter().max().copied().unwrap_or(0);
-    eprintln!("wrote {n} samples to {} (fixed-point iterations per block: at most {max})", out.display());
+    eprintln!("wrote {n} samples to {} (fixed-point iterations per block: at most {max})", args.out.display());
     Ok(())
 }
 
@@ -74,8 +60,8 @@ fn image_grid(run: &ImageRun, args: &SampleArgs) -> Result {
         return Err(format!("--out must end in .png for an image model, got {}", out.display()).into());
     }
     let n = args.n.unwrap_or(run.config.samples);
-    if n == 0 {
-        return Err("--n must be positive".into());
+    if !(1..=MAX_GRID_SAMPLES).contains(&n) {
+        return Err(format!("--n must be in 1..={MAX_GRID_SAMPLES} for an image grid, got {n}").into());
     }
     let iters = run.sample_grid(&run.eval_store(!args.raw), n, args.seed, out)?;
     let mean = iters.iter().sum::<usize>() as f64 / iters.len().max(1) as f64;

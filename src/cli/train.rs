@@ -45,7 +45,7 @@ pub struct TrainArgs {
     #[arg(long, hide_possible_values = true)]
     grad_mode: Option<GradMode>,
     /// ActNorm after every block (on by default; --no-actnorm turns it off).
-    #[arg(long, overrides_with = "no_actnorm")]
+    #[arg(long, conflicts_with = "no_actnorm")]
     actnorm: bool,
     #[arg(long)]
     no_actnorm: bool,
@@ -158,7 +158,15 @@ impl TrainArgs {
             self.check_toy()?;
         }
         Ok(match (resumes, image) {
-            (Some((path, _)), _) => AnyRun::resume(gpu, path, self.iters)?,
+            (Some((path, _)), _) => {
+                if image {
+                    self.image_config()?;
+                }
+                let mut run = AnyRun::load(gpu, path)?;
+                self.check_resume(&run, path)?;
+                run.continue_to(self.iters)?;
+                run
+            }
             (None, true) => AnyRun::Image(Box::new(ImageRun::new(gpu, self.image_config()?)?)),
             (None, false) => AnyRun::Toy(Box::new(ToyRun::new(gpu, self.toy_config())?)),
         })
@@ -176,6 +184,12 @@ impl TrainArgs {
             return Err(format!("{flag} applies to toy datasets only"));
         }
         let mut c = ImageConfig::default();
+        self.apply_image(&mut c);
+        Ok(c)
+    }
+
+    /// The image flags given, set in `c`.
+    fn apply_image(&self, c: &mut ImageConfig) {
         if let Some(d) = &self.dataset {
             c.dataset = d.clone();
         }
@@ -186,7 +200,6 @@ impl TrainArgs {
         let i = &self.image;
         set!(i; data_dir, scales, width, fc_blocks, fc_width, block, roulette, power_tol, alpha, hybrid, head_width, accumulate, eval_images, samples);
         c.factor_out |= i.factor_out;
-        Ok(c)
     }
 
     /// Image-only flags on a toy run are an error.
@@ -217,6 +230,12 @@ impl TrainArgs {
 
     fn toy_config(&self) -> ToyConfig {
         let mut c = ToyConfig::default();
+        self.apply_toy(&mut c);
+        c
+    }
+
+    /// The toy flags given, set in `c`.
+    fn apply_toy(&self, c: &mut ToyConfig) {
         if let Some(d) = &self.dataset {
             c.dataset = d.clone();
         }
@@ -250,7 +269,36 @@ impl TrainArgs {
         } else if self.actnorm {
             c.actnorm = true;
         }
-        c
+    }
+
+    /// A resumed run keeps the configuration in its checkpoint (only `--iters` may extend
+    /// it): a flag that would change it is an error naming the flag, not silently ignored.
+    fn check_resume(&self, run: &AnyRun, path: &std::path::Path) -> Result<(), String> {
+        let (saved, wanted) = match run {
+            AnyRun::Toy(r) => {
+                let mut c = r.config.clone();
+                self.apply_toy(&mut c);
+                c.iters = r.config.iters;
+                (fields(&r.config), fields(&c))
+            }
+            AnyRun::Image(r) => {
+                let mut c = r.config.clone();
+                self.apply_image(&mut c);
+                c.iters = r.config.iters;
+                (fields(&r.config), fields(&c))
+            }
+        };
+        let differing = saved.iter().find(|(key, value)| wanted.get(*key) != Some(value));
+        match differing {
+            None => Ok(()),
+            Some((key, value)) => Err(format!(
+                "--{} {} differs from the checkpoint {}'s {value}: a resumed run keeps its configuration \
+                 (only --iters may change)",
+                key.replace('_', "-"),
+                wanted[key],
+                path.display()
+            )),
+        }
     }
 }
 
@@ -265,4 +313,12 @@ pub fn run(gpu: &Gpu, args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>
         println!("{line}");
     }
     Ok(())
+}
+
+/// A config's fields as a JSON object, to compare field by field whatever the config's type.
+fn fields(config: &impl serde::Serialize) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
 }

@@ -26,52 +26,81 @@ impl std::error::Error for DataError {}
 /// The type code of unsigned bytes, the only one MNIST-style files use.
 const UBYTE: u8 = 0x08;
 
+/// The most data an IDX file may declare: far above MNIST's 47 MB, far below what a bogus
+/// header could make a reader allocate.
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+
 /// Decodes IDX bytes (gzipped or not); `what` names the source in errors.
 pub fn parse_idx(bytes: &[u8], what: &str) -> Result<IdxArray, DataError> {
-    let bad = |why: String| DataError(format!("{what} is not a valid IDX file: {why}"));
-    let raw;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| bad(format!("bad gzip data ({e})")))?;
-        raw = out;
-        &raw[..]
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        decode(flate2::read::GzDecoder::new(bytes), what, true)
     } else {
-        bytes
-    };
-    if bytes.len() < 4 {
-        return Err(bad(format!("only {} bytes, shorter than the 4-byte magic number", bytes.len())));
+        decode(bytes, what, false)
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
+}
+
+/// Decodes an IDX stream: the header first, then at most the data it declares plus one byte
+/// (to tell a longer file), so a small file that inflates to gigabytes is never inflated whole.
+fn decode(mut input: impl Read, what: &str, gzip: bool) -> Result<IdxArray, DataError> {
+    let bad = |why: String| DataError(format!("{what} is not a valid IDX file: {why}"));
+    let read_error = |e: std::io::Error| {
+        if gzip {
+            bad(format!("bad gzip data ({e})"))
+        } else {
+            DataError(format!("cannot read {what}: {e}"))
+        }
+    };
+    let mut magic = Vec::with_capacity(4);
+    (&mut input).take(4).read_to_end(&mut magic).map_err(read_error)?;
+    if magic.len() < 4 {
+        return Err(bad(format!("only {} bytes, shorter than the 4-byte magic number", magic.len())));
+    }
+    if magic[0] != 0 || magic[1] != 0 {
         return Err(bad(format!(
             "magic number {:02x}{:02x}{:02x}{:02x} does not start with two zero bytes",
-            bytes[0], bytes[1], bytes[2], bytes[3]
+            magic[0], magic[1], magic[2], magic[3]
         )));
     }
-    if bytes[2] != UBYTE {
-        return Err(bad(format!("element type 0x{:02x}; only unsigned bytes (0x08) are supported", bytes[2])));
+    if magic[2] != UBYTE {
+        return Err(bad(format!("element type 0x{:02x}; only unsigned bytes (0x08) are supported", magic[2])));
     }
-    let ndims = bytes[3] as usize;
-    let header = 4 + 4 * ndims;
-    if ndims == 0 || bytes.len() < header {
-        return Err(bad(format!("header of {ndims} dimensions does not fit in {} bytes", bytes.len())));
+    let ndims = magic[3] as usize;
+    let mut header = Vec::with_capacity(4 * ndims);
+    (&mut input).take(4 * ndims as u64).read_to_end(&mut header).map_err(read_error)?;
+    if ndims == 0 || header.len() < 4 * ndims {
+        return Err(bad(format!("header of {ndims} dimensions does not fit in {} bytes", 4 + header.len())));
     }
     let dims: Vec<usize> =
-        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
-    let expected =
-        dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("dimensions overflow".into()))?;
-    let body = bytes.len() - header;
-    if body != expected {
+        header.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .ok_or_else(|| bad(format!("dimensions {dims:?} declare more than the {MAX_IDX_BYTES} bytes allowed")))?;
+    let mut data = Vec::with_capacity(expected.min(1 << 24));
+    input.take(expected as u64 + 1).read_to_end(&mut data).map_err(read_error)?;
+    if data.len() != expected {
+        let body = if data.len() > expected { "more".to_string() } else { data.len().to_string() };
         return Err(bad(format!(
             "dimensions {dims:?} need {expected} bytes of data, the file has {body} (truncated?)"
         )));
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxArray { dims, data })
 }
 
-/// Reads and decodes an IDX file.
+/// Reads and decodes an IDX file, streaming it (see [`parse_idx`]).
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError(format!("cannot read {}: {e}", path.display())))?;
-    parse_idx(&bytes, &path.display().to_string())
+    let what = path.display().to_string();
+    let mut file =
+        std::io::BufReader::new(std::fs::File::open(path).map_err(|e| DataError(format!("cannot read {what}: {e}")))?);
+    let gzip = std::io::BufRead::fill_buf(&mut file)
+        .map_err(|e| DataError(format!("cannot read {what}: {e}")))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        decode(flate2::bufread::GzDecoder::new(file), &what, true)
+    } else {
+        decode(file, &what, false)
+    }
 }
 
 /// Encodes unsigned bytes as IDX (for tests and for writing small datasets).

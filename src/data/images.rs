@@ -108,11 +108,20 @@ fn mnist_like(name: &str, dir: &Path) -> Result<Splits, DataError> {
     let split = |prefix: &str| -> Result<ImageSet, DataError> {
         let (ip, lp) = (find(&format!("{prefix}-images-idx3-ubyte"))?, find(&format!("{prefix}-labels-idx1-ubyte"))?);
         let (images, labels) = (read_idx(&ip)?, read_idx(&lp)?);
-        if images.dims.len() != 3 {
+        if images.dims.len() != 3 || images.dims.contains(&0) {
             return Err(DataError(format!(
                 "{} should hold [n, rows, cols] images, has dims {:?}",
                 ip.display(),
                 images.dims
+            )));
+        }
+        // The models take images of at most 1024 pixels a side (a checkpoint's bound too).
+        if images.dims[1] > 1024 || images.dims[2] > 1024 {
+            return Err(DataError(format!(
+                "{} holds images of {} × {} pixels; at most 1024 a side",
+                ip.display(),
+                images.dims[1],
+                images.dims[2]
             )));
         }
         if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {

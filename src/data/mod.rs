@@ -7,4 +7,4 @@ pub mod toy;
 
 pub use idx::{read_idx, DataError, IdxArray};
 pub use images::{ImageSet, Splits, IMAGE_DATASETS};
-pub use toy::{load_csv, ToyDataset};
+pub use toy::{load_csv, parse_csv, ToyDataset};

@@ -197,33 +197,75 @@ impl fmt::Display for CsvError {
 }
 impl std::error::Error for CsvError {}
 
-/// Points from a CSV of `x,y` lines (an optional header line first). A malformed row is an
-/// error naming its line.
+/// The fewest points a CSV may hold: fewer cannot describe a 2-D density (a model would
+/// shrink onto them and report an NLL without meaning).
+pub const MIN_CSV_POINTS: usize = 10;
+
+/// Points from a CSV of `x,y` lines (an optional header first: a first line none of whose
+/// fields is a number). A UTF-8 byte-order mark is skipped. A malformed row, or a number that
+/// is not a finite f32 (`1e39`, `nan`), is an error naming `file:line`; too few points, or
+/// points that do not spread in two dimensions (all equal, all on one line), are an error.
 pub fn load_csv(path: &std::path::Path) -> Result<Vec<f32>, CsvError> {
     let text = std::fs::read_to_string(path).map_err(|e| CsvError(format!("cannot read {}: {e}", path.display())))?;
+    parse_csv(&text, &path.display().to_string())
+}
+
+/// [`load_csv`] of text already read; `what` names the source in errors.
+pub fn parse_csv(text: &str, what: &str) -> Result<Vec<f32>, CsvError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
+    let mut first = true;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parsed: Option<Vec<f32>> =
-            (fields.len() == 2).then(|| fields.iter().map(|f| f.parse::<f32>().ok()).collect()).flatten();
-        match parsed {
-            Some(v) if v.iter().all(|x| x.is_finite()) => out.extend(v),
-            _ if i == 0 && out.is_empty() => continue, // a header line
-            _ => {
-                return Err(CsvError(format!(
-                    "{}:{}: expected two numbers `x,y`, found {line:?}",
-                    path.display(),
-                    i + 1
-                )))
+        let is_header = first && fields.iter().all(|f| f.parse::<f64>().is_err());
+        first = false;
+        if is_header {
+            continue;
+        }
+        let at = || format!("{what}:{}", i + 1);
+        let numbers: Option<Vec<f64>> =
+            (fields.len() == 2).then(|| fields.iter().map(|f| f.parse::<f64>().ok()).collect()).flatten();
+        let Some(numbers) = numbers else {
+            return Err(CsvError(format!("{}: expected two numbers `x,y`, found {line:?}", at())));
+        };
+        for (v, text) in numbers.into_iter().zip(&fields) {
+            let v32 = v as f32;
+            if !v32.is_finite() {
+                return Err(CsvError(format!("{}: {text} is not a finite 32-bit number (found {line:?})", at())));
             }
+            out.push(v32);
         }
     }
-    if out.is_empty() {
-        return Err(CsvError(format!("{}: no points found", path.display())));
+    let n = out.len() / 2;
+    if n < MIN_CSV_POINTS {
+        return Err(CsvError(format!("{what}: {n} points; a 2-D density needs at least {MIN_CSV_POINTS}")));
+    }
+    if !spreads_in_two_dimensions(&out) {
+        return Err(CsvError(format!(
+            "{what}: the points are all equal or all on one line; a 2-D density needs points that spread in both directions"
+        )));
     }
     Ok(out)
+}
+
+/// Whether the points' covariance is non-singular (relative to its own scale).
+fn spreads_in_two_dimensions(points: &[f32]) -> bool {
+    let n = (points.len() / 2) as f64;
+    let (mut mx, mut my) = (0.0, 0.0);
+    for p in points.chunks_exact(2) {
+        mx += p[0] as f64 / n;
+        my += p[1] as f64 / n;
+    }
+    let (mut sxx, mut syy, mut sxy) = (0.0f64, 0.0f64, 0.0f64);
+    for p in points.chunks_exact(2) {
+        let (dx, dy) = (p[0] as f64 - mx, p[1] as f64 - my);
+        sxx += dx * dx;
+        syy += dy * dy;
+        sxy += dx * dy;
+    }
+    sxx > 0.0 && syy > 0.0 && sxx * syy - sxy * sxy > 1e-9 * sxx * syy
 }

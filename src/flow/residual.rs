@@ -113,8 +113,17 @@ impl ResidualBlock {
         let mut excess = f64::INFINITY;
         for it in 1..=o.max_iters {
             let next = y.sub(&self.g.eval(store, &x));
-            excess = next.sub(&x).unary(Unary::Abs).sub(&tolerance).reduce(Reduce::Max, None, false).to_host()[0];
+            let step = next.sub(&x).unary(Unary::Abs);
+            excess = step.sub(&tolerance).reduce(Reduce::Max, None, false).to_host()[0];
             x = next;
+            // WGSL's `max` drops a NaN operand, so the maximum alone can look converged while
+            // some entries are NaN; the sum of the steps carries any NaN or infinity through.
+            if excess <= 0.0 || it == o.max_iters {
+                let total = step.reduce(Reduce::Sum, None, false).to_host()[0];
+                if !total.is_finite() {
+                    excess = f64::NAN;
+                }
+            }
             if excess <= 0.0 || !excess.is_finite() {
                 return (x, it, excess);
             }

@@ -14,6 +14,10 @@ pub enum GpuError {
     NoShaderF16 {
         adapter: String,
     },
+    /// wgpu reported an error on a working device (validation, out of memory, device lost).
+    /// Raised at the next readback or wait as a panic whose payload is this error, which the
+    /// command line turns into its one-line message: the ops above return plain values.
+    Device(String),
 }
 
 impl fmt::Display for GpuError {
@@ -34,6 +38,7 @@ impl fmt::Display for GpuError {
                 f,
                 "--precision f16 needs the SHADER_F16 feature, which {adapter} does not offer; use --precision f32"
             ),
+            GpuError::Device(e) => write!(f, "the GPU device reported an error: {e}"),
         }
     }
 }
@@ -57,6 +62,28 @@ pub(crate) struct Opened {
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The first error wgpu reported since the last check (see [`DeviceErrors`]).
+    pub errors: DeviceErrors,
+}
+
+/// Errors wgpu reports outside any error scope (its default handler would panic with them),
+/// kept until the next readback or wait raises the first as a [`GpuError::Device`].
+#[derive(Clone, Default)]
+pub(crate) struct DeviceErrors(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl DeviceErrors {
+    fn record(&self, error: String) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(error);
+    }
+
+    /// Raises the first error recorded, if any, as a panic carrying a [`GpuError`].
+    pub fn raise(&self) {
+        let first = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(error) = first {
+            std::panic::panic_any(GpuError::Device(error));
+        }
+    }
 }
 
 /// Picks an adapter (by `name` substring, case-insensitive, if given) and opens a device with the
@@ -100,5 +127,19 @@ pub(crate) fn open(name: Option<&str>, withheld: wgpu::Features) -> Result<Opene
         trace: wgpu::Trace::Off,
     }))
     .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-    Ok(Opened { adapter_info: adapter.get_info(), device, queue, limits, features })
+    let errors = DeviceErrors::default();
+    let recorder = errors.clone();
+    device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| recorder.record(one_line(&e.to_string()))));
+    let lost = errors.clone();
+    device.set_device_lost_callback(move |reason, message| {
+        if reason != wgpu::DeviceLostReason::Destroyed {
+            lost.record(format!("device lost ({reason:?}): {message}"));
+        }
+    });
+    Ok(Opened { adapter_info: adapter.get_info(), device, queue, limits, features, errors })
+}
+
+/// wgpu's multi-line error reports as one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -38,6 +38,7 @@ pub(crate) struct GpuInner {
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    errors: device::DeviceErrors,
     pool: Mutex<Pool>,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     layouts: Mutex<HashMap<Vec<kernels::Slot>, Arc<kernels::Layout>>>,
@@ -115,6 +116,7 @@ impl Gpu {
                 queue: opened.queue,
                 limits: opened.limits,
                 features: opened.features,
+                errors: opened.errors,
                 pool: Mutex::new(Pool::default()),
                 kernels: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
@@ -194,6 +196,16 @@ impl Gpu {
         }
     }
 
+    /// The most items one pass can take when each needs `floats` f32s of one buffer: that
+    /// buffer must fit one storage binding, and one dispatch (elementwise kernels run 64
+    /// threads a workgroup, one element a thread at the least). Work on more is split.
+    pub fn items_per_pass(&self, floats: usize) -> usize {
+        let limits = &self.inner.limits;
+        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let dispatch = limits.max_compute_workgroups_per_dimension as u64 * 64;
+        ((binding / 4).min(dispatch) / floats.max(1) as u64) as usize
+    }
+
     // ---------------------------------------------------------------- memory
 
     pub fn alloc(&self, bytes: u64) -> DeviceBuffer {
@@ -271,7 +283,11 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait();
-        rx.recv().expect("map callback ran").expect("mapping a readback buffer failed (device lost?)");
+        let mapped = rx.recv().map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = mapped {
+            self.raise_device_errors();
+            std::panic::panic_any(GpuError::Device(format!("mapping a readback buffer failed: {e}")));
+        }
         let mut out = {
             let view = slice.get_mapped_range().expect("mapped range");
             view.to_vec()
@@ -279,6 +295,12 @@ impl Gpu {
         staging.raw().unmap();
         out.truncate(bytes as usize);
         out
+    }
+
+    /// Raises the first error wgpu reported since the last call as a panic carrying a
+    /// [`GpuError::Device`] (readbacks and waits call this).
+    pub fn raise_device_errors(&self) {
+        self.inner.errors.raise();
     }
 
     // ---------------------------------------------------------------- kernels

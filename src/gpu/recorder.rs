@@ -201,9 +201,10 @@ impl Gpu {
     }
 
     pub(super) fn wait(&self) {
-        self.inner
-            .device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
-            .expect("GPU device poll failed (device lost?)");
+        let polled = self.inner.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None });
+        self.raise_device_errors();
+        if let Err(e) = polled {
+            std::panic::panic_any(super::GpuError::Device(format!("waiting for the device failed: {e}")));
+        }
     }
 }

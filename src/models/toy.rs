@@ -2,6 +2,8 @@
 //! optionally followed by ActNorm; its exact log-density and samples through the fixed-point
 //! inverse.
 
+use std::fmt;
+
 use crate::flow::{
     ActNorm, Estimator, Flow, FlowCtx, FlowLayer, GradMode, InverseError, LipschitzNet, NetSpec, ResidualBlock,
 };
@@ -51,10 +53,21 @@ pub fn build(store: &mut ParamStore<Tensor>, spec: &ToySpec) -> Flow<Tensor> {
     Flow::new(layers)
 }
 
-/// log p(x) of 2-D points under the flow (exact log-det), in chunks.
-pub fn log_density(gpu: &Gpu, flow: &Flow<Tensor>, store: &ParamStore<Tensor>, pts: &[f32]) -> Vec<f64> {
+/// Points per pass of a per-point computation (sampling, scoring): what fits the device, and
+/// at most 2^16 so memory stays flat however many points there are.
+pub fn points_per_chunk(gpu: &Gpu, width: usize) -> usize {
+    gpu.items_per_pass(width).clamp(1, 1 << 16)
+}
+
+/// The widest activation of the model per point, in floats.
+pub fn widest(spec: &ToySpec) -> usize {
+    spec.hidden.iter().copied().max().unwrap_or(2).max(2)
+}
+
+/// log p(x) of 2-D points under the flow (exact log-det), `chunk` points a pass.
+pub fn log_density(gpu: &Gpu, flow: &Flow<Tensor>, store: &ParamStore<Tensor>, pts: &[f32], chunk: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(pts.len() / 2);
-    for chunk in pts.chunks(2 * 10_000) {
+    for chunk in pts.chunks(2 * chunk.max(1)) {
         let x = Tensor::from_slice(gpu, chunk, &[chunk.len() / 2, 2]).expect("2-D points");
         let tape = Tape::no_grad();
         let b = Binder::new(store, &tape);
@@ -64,15 +77,83 @@ pub fn log_density(gpu: &Gpu, flow: &Flow<Tensor>, store: &ParamStore<Tensor>, p
     out
 }
 
-/// `n` samples through the fixed-point inverse, with the iterations per block.
+/// Why sampling stopped.
+#[derive(Debug)]
+pub enum SampleError {
+    Inverse(InverseError),
+    /// Sample `index` (counted from 0) came out NaN or infinite.
+    NonFinite {
+        index: usize,
+        value: f32,
+    },
+    /// The consumer of the samples failed (a write, say).
+    Sink(String),
+}
+
+impl fmt::Display for SampleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SampleError::Inverse(e) => e.fmt(f),
+            SampleError::NonFinite { index, value } => {
+                write!(f, "sample {index} is {value}: the model produces non-finite samples (are its weights finite?)")
+            }
+            SampleError::Sink(e) => f.write_str(e),
+        }
+    }
+}
+impl std::error::Error for SampleError {}
+
+impl From<InverseError> for SampleError {
+    fn from(e: InverseError) -> Self {
+        SampleError::Inverse(e)
+    }
+}
+
+/// `n` samples through the fixed-point inverse, `chunk` at a time, each chunk checked finite
+/// and handed to `sink` as `x, y` pairs before the next is drawn; memory does not grow with
+/// `n`. Chunk k draws stream k of `seed`, so one chunk is exactly [`sample`]. Returns the
+/// most iterations each block took.
+pub fn sample_chunks(
+    gpu: &Gpu,
+    flow: &Flow<Tensor>,
+    store: &ParamStore<Tensor>,
+    n: usize,
+    seed: u64,
+    chunk: usize,
+    mut sink: impl FnMut(&[f32]) -> Result<(), String>,
+) -> Result<Vec<usize>, SampleError> {
+    let chunk = chunk.max(1);
+    let mut most: Vec<usize> = Vec::new();
+    for (k, start) in (0..n).step_by(chunk).enumerate() {
+        let m = chunk.min(n - start);
+        let z = Tensor::random(gpu, &[m, 2], Dist::Normal { mean: 0.0, std: 1.0 }, seed, k as u64);
+        let (x, iters) = flow.inverse(store, &z)?;
+        let x = x.to_vec();
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(SampleError::NonFinite { index: start + i / 2, value: x[i] });
+        }
+        most.resize(iters.len(), 0);
+        for (a, b) in most.iter_mut().zip(&iters) {
+            *a = (*a).max(*b);
+        }
+        sink(&x).map_err(SampleError::Sink)?;
+    }
+    Ok(most)
+}
+
+/// `n` samples through the fixed-point inverse in one pass, with the iterations per block
+/// (for the few thousand points of a picture; [`sample_chunks`] for any number).
 pub fn sample(
     gpu: &Gpu,
     flow: &Flow<Tensor>,
     store: &ParamStore<Tensor>,
     n: usize,
     seed: u64,
-) -> Result<(Vec<f32>, Vec<usize>), InverseError> {
-    let z = Tensor::random(gpu, &[n, 2], Dist::Normal { mean: 0.0, std: 1.0 }, seed, 0);
-    let (x, iters) = flow.inverse(store, &z)?;
-    Ok((x.to_vec(), iters))
+) -> Result<(Vec<f32>, Vec<usize>), SampleError> {
+    let mut pts = Vec::with_capacity(2 * n);
+    let iters = sample_chunks(gpu, flow, store, n, seed, n.max(1), |x| {
+        pts.extend_from_slice(x);
+        Ok(())
+    })?;
+    Ok((pts, iters))
 }

@@ -65,13 +65,32 @@ impl AnyRun {
     /// data must be on disk.
     pub fn resume(gpu: &Gpu, path: &Path, iters: Option<usize>) -> Result<AnyRun, TrainError> {
         let mut run = AnyRun::load(gpu, path)?;
-        if let Some(iters) = iters {
-            each!(&mut run, r => r.extend_to(iters));
+        run.continue_to(iters)?;
+        Ok(run)
+    }
+
+    /// Prepares a loaded run to train on, up to `iters` steps when given: a run with no steps
+    /// left is an error (it would train nothing), and an image run's data must be on disk.
+    pub fn continue_to(&mut self, iters: Option<usize>) -> Result<(), TrainError> {
+        let (step, planned) = each!(&*self, r => (r.step(), r.iters()));
+        match iters {
+            Some(iters) if iters <= step => {
+                return Err(TrainError(format!(
+                    "--iters must be above the checkpoint's step {step} to train further, got {iters}"
+                )))
+            }
+            Some(iters) => each!(&mut *self, r => r.extend_to(iters)),
+            None if planned <= step => {
+                return Err(TrainError(format!(
+                    "the checkpoint's run has done all its {planned} steps; pass --iters above {step} to continue it"
+                )))
+            }
+            None => {}
         }
-        if let AnyRun::Image(r) = &mut run {
+        if let AnyRun::Image(r) = self {
             r.data()?;
         }
-        Ok(run)
+        Ok(())
     }
 
     pub fn default_out(&self) -> PathBuf {

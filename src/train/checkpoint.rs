@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -58,7 +58,7 @@ impl Checkpoint {
             .collect::<Result<_, CheckpointError>>()?;
         let data = safetensors::serialize(views, &Some(self.metadata.clone()))
             .map_err(|e| CheckpointError(format!("cannot encode checkpoint: {e}")))?;
-        write_atomically(path, &data).map_err(|e| CheckpointError(format!("cannot write {}: {e}", path.display())))
+        write_atomically(path, &data).map_err(|e| CheckpointError(e.to_string()))
     }
 
     /// Only the string metadata of `path`, from the file's header (the tensors are not read):
@@ -90,11 +90,16 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         let data = std::fs::read(path)
             .map_err(|e| CheckpointError(format!("cannot read checkpoint {}: {e}", path.display())))?;
+        Checkpoint::parse(&data, &path.display().to_string())
+    }
+
+    /// Decodes the bytes of a checkpoint file; `what` names it in errors.
+    pub fn parse(data: &[u8], what: &str) -> Result<Checkpoint, CheckpointError> {
         let bad = |e: &dyn fmt::Display| {
-            CheckpointError(format!("{} is not a valid checkpoint (truncated or corrupt?): {e}", path.display()))
+            CheckpointError(format!("{what} is not a valid checkpoint (truncated or corrupt?): {e}"))
         };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&data).map_err(|e| bad(&e))?;
-        let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| bad(&e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(data).map_err(|e| bad(&e))?;
+        let st = safetensors::SafeTensors::deserialize(data).map_err(|e| bad(&e))?;
         let mut tensors = Vec::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -102,6 +107,10 @@ impl Checkpoint {
             }
             let values: Vec<f32> =
                 view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            // A NaN or infinite weight would only surface as a NaN result much later.
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(&format!("tensor {name} holds a non-finite value ({}) at index {i}", values[i])));
+            }
             tensors.push((name, view.shape().to_vec(), values));
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -110,18 +119,67 @@ impl Checkpoint {
 }
 
 /// Writes `data` to a temporary sibling of `path`, syncs it, then renames it over `path`.
+/// The error names the file; on failure neither the temporary nor a partial `path` remains.
 pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(data)?;
+    file.commit()
+}
+
+/// A file written through a temporary sibling (`.name.tmpPID`) and renamed over its path only
+/// by [`AtomicFile::commit`]: a failed or abandoned write keeps whatever `path` held and leaves
+/// no temporary behind. Every error names the file it concerns.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+/// `e` with the path it concerns in its message.
+fn naming(path: &Path, what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot {what} {}: {e}", path.display()))
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> std::io::Result<AtomicFile> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| naming(dir, "create the directory", e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| naming(&tmp, "create", e))?;
+        Ok(AtomicFile { path: path.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)) })
     }
-    std::fs::rename(&tmp, path)
+
+    /// Syncs the data and renames the temporary over the path.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let file = self.file.take().expect("not yet committed");
+        let file = file.into_inner().map_err(|e| naming(&self.tmp, "write", e.into_error()))?;
+        file.sync_all().map_err(|e| naming(&self.tmp, "write", e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| naming(&self.path, "write", e))
+    }
+}
+
+impl std::io::Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let file = self.file.as_mut().expect("not yet committed");
+        file.write(buf).map_err(|e| naming(&self.tmp, "write", e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let file = self.file.as_mut().expect("not yet committed");
+        file.flush().map_err(|e| naming(&self.tmp, "write", e))
+    }
+}
+
+impl Drop for AtomicFile {
+    /// Removes the temporary unless it was renamed (whether or not writing it failed).
+    fn drop(&mut self) {
+        self.file.take();
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// The tensors of a training run: parameters (`param/`), Adam moments (`adam_m/`, `adam_v/`)
@@ -143,9 +201,13 @@ pub fn put_training_state(ck: &mut Checkpoint, store: &ParamStore<Tensor>, adam:
 }
 
 /// Loads what `put_training_state` wrote into a freshly built model, checking every shape;
-/// `bad` turns a mismatch into the caller's error.
+/// `bad` turns a mismatch into the caller's error. Every parameter and, for trainable ones,
+/// its EMA must be there (evaluation uses the EMA: fresh weights in its place would pass
+/// silently); a tensor the model does not have, and that is not one of the run's `others`, is
+/// an error too.
 pub fn take_training_state<E>(
     ck: &Checkpoint,
+    others: &[&str],
     store: &mut ParamStore<Tensor>,
     adam: &mut Adam<Tensor>,
     ema: &mut Ema<Tensor>,
@@ -170,9 +232,18 @@ pub fn take_training_state<E>(
             if let Some(v) = load(&format!("adam_v/{name}"), &like)? {
                 adam.v.insert(id, v);
             }
-            let e = load(&format!("ema/{name}"), &like)?.unwrap_or(like);
+            let e = load(&format!("ema/{name}"), &like)?.ok_or_else(|| bad(format!("missing tensor ema/{name}")))?;
             ema.values.insert(id, e);
         }
+    }
+    let trainable: HashMap<&str, bool> = store.ids().map(|id| (store.name(id), store.is_trainable(id))).collect();
+    let known = |tensor: &str| match tensor.split_once('/') {
+        Some(("param", param)) => trainable.contains_key(param),
+        Some(("adam_m" | "adam_v" | "ema", param)) => trainable.get(param) == Some(&true),
+        _ => others.contains(&tensor),
+    };
+    if let Some((name, _, _)) = ck.tensors.iter().find(|(name, _, _)| !known(name)) {
+        return Err(bad(format!("unexpected tensor {name}")));
     }
     Ok(())
 }

@@ -14,6 +14,18 @@ impl fmt::Display for TrainError {
 
 impl std::error::Error for TrainError {}
 
+impl TrainError {
+    /// `value` as a result to report, or an error naming `what` if it is NaN or infinite: a
+    /// non-finite number is never reported as a result.
+    pub fn finite(what: &str, value: f64) -> Result<f64, TrainError> {
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(TrainError(format!("{what} came out {value}: the model's weights or its data are broken")))
+        }
+    }
+}
+
 /// The errors of the layers below carry their own messages; they pass through unchanged.
 macro_rules! train_error_from {
     ($($t:ty),*) => { $(
@@ -28,6 +40,8 @@ train_error_from!(
     String,
     crate::train::checkpoint::CheckpointError,
     crate::flow::InverseError,
+    crate::models::toy::SampleError,
+    std::io::Error,
     crate::data::idx::DataError,
     crate::data::toy::CsvError
 );

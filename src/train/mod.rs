@@ -4,6 +4,7 @@
 //! pictures, the progress bar and the per-step seeds.
 
 pub mod any;
+pub mod bounds;
 pub mod checkpoint;
 pub mod choices;
 mod error;

@@ -50,17 +50,9 @@ impl Image {
 
     /// A 2-D histogram of points over the square [-extent, extent]², `res` bins a side.
     pub fn histogram(points: &[f32], extent: f32, res: usize) -> Self {
-        let mut counts = vec![0.0f64; res * res];
-        for p in points.chunks_exact(2) {
-            let fx = (p[0] + extent) / (2.0 * extent) * res as f32;
-            let fy = (extent - p[1]) / (2.0 * extent) * res as f32;
-            if fx >= 0.0 && fy >= 0.0 && (fx as usize) < res && (fy as usize) < res {
-                counts[fy as usize * res + fx as usize] += 1.0;
-            }
-        }
-        // Square root keeps sparse tails visible without washing out the modes.
-        let scaled: Vec<f64> = counts.iter().map(|c| c.sqrt()).collect();
-        Image::heatmap(&scaled, res)
+        let mut h = Histogram::new(extent, res);
+        h.add(points);
+        h.image()
     }
 
     fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
@@ -166,10 +158,44 @@ impl Image {
             let mut enc = png::Encoder::new(&mut data, self.width as u32, self.height as u32);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+            let encoding =
+                |e: png::EncodingError| std::io::Error::other(format!("cannot encode {}: {e}", path.display()));
+            let mut writer = enc.write_header().map_err(encoding)?;
             let flat: Vec<u8> = self.pixels.iter().flatten().copied().collect();
-            writer.write_image_data(&flat).map_err(std::io::Error::other)?;
+            writer.write_image_data(&flat).map_err(encoding)?;
         }
         crate::train::checkpoint::write_atomically(path, &data)
+    }
+}
+
+/// Counts of 2-D points on a `res × res` grid over [-extent, extent]², filled a chunk of
+/// points at a time (a histogram of millions of samples never holds them all).
+pub struct Histogram {
+    counts: Vec<f64>,
+    extent: f32,
+    res: usize,
+}
+
+impl Histogram {
+    pub fn new(extent: f32, res: usize) -> Histogram {
+        Histogram { counts: vec![0.0; res * res], extent, res }
+    }
+
+    /// Counts `points` (`x, y` pairs); points outside the grid are left out.
+    pub fn add(&mut self, points: &[f32]) {
+        let (extent, res) = (self.extent, self.res);
+        for p in points.chunks_exact(2) {
+            let fx = (p[0] + extent) / (2.0 * extent) * res as f32;
+            let fy = (extent - p[1]) / (2.0 * extent) * res as f32;
+            if fx >= 0.0 && fy >= 0.0 && (fx as usize) < res && (fy as usize) < res {
+                self.counts[fy as usize * res + fx as usize] += 1.0;
+            }
+        }
+    }
+
+    pub fn image(&self) -> Image {
+        // Square root keeps sparse tails visible without washing out the modes.
+        let scaled: Vec<f64> = self.counts.iter().map(|c| c.sqrt()).collect();
+        Image::heatmap(&scaled, self.res)
     }
 }

@@ -51,8 +51,7 @@ pub fn write_log<R: LogRow>(rows: &[R], path: &Path) -> Result<(), TrainError> {
         s.push_str(&r.csv());
         s.push('\n');
     }
-    checkpoint::write_atomically(path, s.as_bytes())
-        .map_err(|e| TrainError(format!("cannot write {}: {e}", path.display())))
+    checkpoint::write_atomically(path, s.as_bytes()).map_err(|e| TrainError(e.to_string()))
 }
 
 #[cfg(test)]

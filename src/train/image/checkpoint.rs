@@ -48,8 +48,18 @@ impl ImageRun {
             .collect::<Result<_, _>>()?;
         let shape: [usize; 3] = dims.try_into().map_err(|_| bad("image needs 3 dimensions".into()))?;
         let format = ImageFormat { shape, levels: number("levels")?, classes: number("classes")? };
+        // Bounded before anything is built from them.
+        if !(1..=64).contains(&shape[0]) || shape[1..].iter().any(|d| !(1..=1024).contains(d)) {
+            return Err(bad(format!("image {shape:?}: at most 64 channels of 1024 × 1024 pixels")));
+        }
+        if !(2..=65_536).contains(&format.levels) || format.classes > 100_000 {
+            return Err(bad(format!(
+                "levels {} (2..=65536) or classes {} (at most 100000)",
+                format.levels, format.classes
+            )));
+        }
         let mut run = Self::build(gpu, config, format)?;
-        take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        take_training_state(&ck, &[], &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = number("step")?;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {

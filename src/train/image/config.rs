@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::models::image::ModelSpec;
+use crate::train::bounds;
 use crate::train::choices::{Activation, Block, Estimator, GradMode, Hybrid, LrSchedule, Roulette};
 use crate::train::optim::AdamConfig;
 use crate::train::TrainError;
+
+/// The most images a sample grid holds (a 64 × 64 grid).
+pub const MAX_GRID_SAMPLES: usize = 4096;
 
 /// Everything that defines an image run. The field order is the JSON order of checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +130,26 @@ impl ImageConfig {
     /// Checks what does not depend on the dataset (the model's shapes are checked against the
     /// images in `model_spec`).
     pub fn validate(&self) -> Result<(), TrainError> {
+        // The upper bound of --scales depends on the images: `ModelSpec::validate` checks it.
+        bounds::count("scales", self.scales, 1..=usize::MAX)?;
+        bounds::count("blocks", self.blocks, 1..=100)?;
+        bounds::count("width", self.width, 1..=bounds::MAX_WIDTH)?;
+        bounds::count("fc-blocks", self.fc_blocks, 0..=100)?;
+        bounds::count("fc-width", self.fc_width, 1..=bounds::MAX_WIDTH)?;
+        bounds::count("terms", self.terms, 1..=100)?;
+        bounds::count("head-width", self.head_width, 0..=bounds::MAX_WIDTH)?;
+        bounds::count("batch", self.batch, 1..=bounds::MAX_BATCH)?;
+        bounds::count("accumulate", self.accumulate, 1..=bounds::MAX_BATCH)?;
+        bounds::count("iters", self.iters, 1..=bounds::MAX_STEPS)?;
+        bounds::count("eval-every", self.eval_every, 1..=bounds::MAX_STEPS)?;
+        bounds::count("eval-images", self.eval_images, 1..=10_000_000)?;
+        bounds::count("samples", self.samples, 1..=MAX_GRID_SAMPLES)?;
+        if !(self.coeff > 0.0 && self.coeff < 1.0) {
+            return Err(TrainError(format!("--coeff must be in (0, 1) for an invertible flow, got {}", self.coeff)));
+        }
+        bounds::positive("lr", self.lr, 10.0)?;
+        bounds::positive("clip", self.clip, 1e9)?;
+        bounds::positive("power-tol", self.power_tol, 1.0)?;
         if self.activation == Activation::Softplus {
             return Err(TrainError("--activation softplus is for toy models; images take lipswish or elu".into()));
         }

@@ -6,6 +6,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::run::images_per_pass;
 use super::ImageRun;
 use crate::flow::FlowCtx;
 use crate::nn::{Binder, ParamStore, PowerIters};
@@ -62,37 +63,60 @@ impl ImageRun {
         if let Some(bad) = bpds.iter().find(|v| !v.is_finite()) {
             return Err(TrainError(format!("evaluation produced a non-finite bits/dim ({bad}); the model diverged")));
         }
-        let mean = bpds.iter().sum::<f64>() / n as f64;
+        if n == 0 {
+            return Err(TrainError("--images must be at least 1 (the test split is empty?)".into()));
+        }
+        let mean = TrainError::finite("the test bits/dim", bpds.iter().sum::<f64>() / n as f64)?;
         let var = bpds.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
         Ok(Evaluation {
             bpd: mean,
-            bpd_se: (var / n as f64).sqrt(),
+            bpd_se: TrainError::finite("the standard error of bits/dim", (var / n as f64).sqrt())?,
             accuracy: self.lambda.map(|_| correct as f64 / n as f64),
             images: n,
         })
     }
 
     /// `n` samples through the fixed-point inverse of every scale (values in [0, 1],
-    /// [n, C, H, W]) and the iterations each residual block took.
+    /// [n, C, H, W]) and the most iterations each residual block took, in passes that fit the
+    /// device (pass k draws streams k·L.. of `seed` for L latents: one pass is the old draw).
     pub fn sample(
         &self,
         store: &ParamStore<Tensor>,
         n: usize,
         seed: u64,
     ) -> Result<(Vec<f32>, Vec<usize>), TrainError> {
-        let parts: Vec<Tensor> = self
-            .model
-            .latent_shapes()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let mut shape = vec![n];
-                shape.extend(s);
-                Tensor::random(&self.gpu, &shape, Dist::Normal { mean: 0.0, std: 1.0 }, seed, i as u64)
-            })
-            .collect();
-        let (x, iters) = self.model.inverse(store, &parts)?;
-        Ok((x.to_vec(), iters))
+        let latents = self.model.latent_shapes();
+        let chunk = images_per_pass(&self.gpu, &self.config, &self.format).clamp(1, 1024);
+        let mut out = Vec::with_capacity(n * self.format.dim());
+        let mut most: Vec<usize> = Vec::new();
+        for (k, start) in (0..n).step_by(chunk).enumerate() {
+            let m = chunk.min(n - start);
+            let parts: Vec<Tensor> = latents
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut shape = vec![m];
+                    shape.extend(s);
+                    let stream = (k * latents.len() + i) as u64;
+                    Tensor::random(&self.gpu, &shape, Dist::Normal { mean: 0.0, std: 1.0 }, seed, stream)
+                })
+                .collect();
+            let (x, iters) = self.model.inverse(store, &parts)?;
+            let x = x.to_vec();
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                return Err(TrainError(format!(
+                    "sampled image {} holds {}: the model produces non-finite samples (are its weights finite?)",
+                    start + i / self.format.dim(),
+                    x[i]
+                )));
+            }
+            most.resize(iters.len(), 0);
+            for (a, b) in most.iter_mut().zip(&iters) {
+                *a = (*a).max(*b);
+            }
+            out.extend(x);
+        }
+        Ok((out, most))
     }
 
     /// A PNG grid of `n` samples; returns the iterations per residual block.
@@ -106,9 +130,7 @@ impl ImageRun {
         let (x, iters) = self.sample(store, n, seed)?;
         let cols = (n as f64).sqrt().ceil() as usize;
         let scale = (96 / self.format.shape[1]).max(1);
-        Image::grid(&x, self.format.shape, cols, scale)
-            .save_png(path)
-            .map_err(|e| TrainError(format!("cannot write {}: {e}", path.display())))?;
+        Image::grid(&x, self.format.shape, cols, scale).save_png(path).map_err(|e| TrainError(e.to_string()))?;
         Ok(iters)
     }
 }

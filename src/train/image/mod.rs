@@ -8,7 +8,7 @@ mod outputs;
 mod run;
 
 pub use checkpoint::FORMAT;
-pub use config::ImageConfig;
+pub use config::{ImageConfig, MAX_GRID_SAMPLES};
 pub use eval::Evaluation;
 pub use outputs::{Evaluations, ImageLogRow};
 pub use run::{ImageFormat, ImageRun, StepStats};

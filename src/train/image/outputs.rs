@@ -89,7 +89,7 @@ impl Run for ImageRun {
         let path = out.join("data.png");
         Image::grid(&test.unit(&idx), shape, 8, (96 / shape[1]).max(1))
             .save_png(&path)
-            .map_err(|e| TrainError(format!("cannot write {}: {e}", path.display())))
+            .map_err(|e| TrainError(e.to_string()))
     }
     fn train_step(&mut self) -> Result<StepStats, TrainError> {
         ImageRun::train_step(self)
@@ -124,9 +124,7 @@ impl Run for ImageRun {
         let curve: Vec<(f64, f64)> = self.log.iter().map(|r| (r.step as f64, r.train_bpd)).collect();
         let test: Vec<(f64, f64)> = self.log.iter().filter_map(|r| r.ema.map(|e| (r.step as f64, e.bpd))).collect();
         let path = out.join("loss.png");
-        Image::plot(&[&curve, &test], 600, 300)
-            .save_png(&path)
-            .map_err(|e| TrainError(format!("cannot write {}: {e}", path.display())))?;
+        Image::plot(&[&curve, &test], 600, 300).save_png(&path).map_err(|e| TrainError(e.to_string()))?;
         Ok(vec![format!("  samples.png: fixed-point iterations per block {iters:?}")])
     }
     fn to_checkpoint(&self) -> Checkpoint {

@@ -72,6 +72,14 @@ pub struct ImageRun {
     data: Option<Splits>,
 }
 
+/// The most images one pass of the model (a micro-batch, a chunk of samples) takes on this
+/// device: the widest activation of a pass, and its tangent, must fit one storage binding.
+pub fn images_per_pass(gpu: &Gpu, config: &ImageConfig, format: &ImageFormat) -> usize {
+    let [c, h, w] = format.shape;
+    let widest = (config.width.max(4 * c) * h * w).max(config.fc_width).max(config.head_width * h * w);
+    gpu.items_per_pass(2 * widest)
+}
+
 impl ImageRun {
     /// A new run on the configured dataset (loaded now: a missing dataset is an error here).
     pub fn new(gpu: &Gpu, config: ImageConfig) -> Result<ImageRun, TrainError> {
@@ -89,6 +97,18 @@ impl ImageRun {
 
     pub(super) fn build(gpu: &Gpu, config: ImageConfig, format: ImageFormat) -> Result<ImageRun, TrainError> {
         config.validate()?;
+        let micro = config.batch / config.accumulate;
+        let fits = images_per_pass(gpu, &config, &format);
+        if micro > fits {
+            return Err(TrainError(format!(
+                "--batch {} (micro-batches of {micro}) does not fit this adapter ({}): its activations would \
+                 exceed max_storage_buffer_binding_size ({} bytes); the largest micro-batch for this model is \
+                 {fits} (raise --accumulate or lower --batch)",
+                config.batch,
+                gpu.info().name,
+                gpu.limits().max_storage_buffer_binding_size
+            )));
+        }
         let spec = config.model_spec(format.shape, format.classes)?;
         let mut store = ParamStore::new(Tensor::full(gpu, &[1], 0.0), config.seed);
         let model = MultiScaleFlow::new(&mut store, &spec)?;

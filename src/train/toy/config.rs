@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::models::toy::ToySpec;
+use crate::train::bounds;
 use crate::train::choices::{Activation, Estimator, GradMode, LrSchedule, Roulette};
 use crate::train::optim::AdamConfig;
 use crate::train::TrainError;
@@ -82,20 +83,44 @@ impl ToyConfig {
         AdamConfig::residual_flows(self.lr, self.warmup, self.clip, self.lr_schedule.cosine_steps(self.iters))
     }
 
+    /// Every setting within its bounds (see `bounds`), whether it came from flags or from a
+    /// checkpoint: nothing is built from a config this refuses.
     pub fn validate(&self) -> Result<(), TrainError> {
-        if self.blocks == 0 || self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(TrainError("the model needs at least one block and non-zero hidden widths".into()));
+        bounds::count("blocks", self.blocks, 1..=1000)?;
+        bounds::count("hidden (number of layers)", self.hidden.len(), 1..=16)?;
+        for &h in &self.hidden {
+            bounds::count("hidden", h, 1..=bounds::MAX_WIDTH)?;
         }
+        bounds::count("power-iters", self.power_iters, 1..=10_000)?;
+        bounds::count("terms", self.terms, 1..=100)?;
         if !(self.coeff > 0.0 && self.coeff < 1.0) {
             return Err(TrainError(format!("--coeff must be in (0, 1) for an invertible flow, got {}", self.coeff)));
         }
-        if !(0.0..1.0).contains(&self.ema) {
-            return Err(TrainError(format!("--ema must be in [0, 1), got {}", self.ema)));
-        }
-        if self.batch == 0 || self.eval_samples == 0 {
-            return Err(TrainError("--batch and the evaluation sample count must be positive".into()));
+        bounds::fraction("ema", self.ema, 0.0, 1.0, true)?;
+        bounds::positive("lr", self.lr, 10.0)?;
+        bounds::positive("clip", self.clip, 1e9)?;
+        bounds::count("batch", self.batch, 1..=bounds::MAX_BATCH)?;
+        bounds::count("iters", self.iters, 1..=bounds::MAX_STEPS)?;
+        bounds::count("eval-every", self.eval_every, 1..=bounds::MAX_STEPS)?;
+        bounds::count("eval samples", self.eval_samples, 1..=1_000_000_000)?;
+        let params = self.parameter_count();
+        if params > bounds::MAX_PARAMETERS {
+            return Err(TrainError(format!(
+                "--blocks × --hidden make {params} parameters, more than the {} allowed",
+                bounds::MAX_PARAMETERS
+            )));
         }
         Ok(())
+    }
+
+    /// Weights and biases of every block's MLP (an upper bound on what the model allocates,
+    /// computed without allocating).
+    pub fn parameter_count(&self) -> usize {
+        let mut widths = vec![2];
+        widths.extend(&self.hidden);
+        widths.push(2);
+        let per_block: usize = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum::<usize>() + 4;
+        per_block.saturating_mul(self.blocks)
     }
 }
 

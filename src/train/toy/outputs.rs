@@ -78,7 +78,7 @@ impl Run for ToyRun {
 
     fn evaluate(&mut self) -> Result<Evaluation, TrainError> {
         let store = self.eval_store();
-        let nll = self.test_nll(&store, &self.source, self.config.eval_samples);
+        let nll = self.test_nll(&store, &self.source, self.config.eval_samples)?;
         Ok(Evaluation { nll, store })
     }
     fn record(&self, eval: &Evaluation, row: &mut LogRow) -> String {
@@ -87,7 +87,7 @@ impl Run for ToyRun {
         format!("step {}: test NLL {:.4} nats{}", row.step, eval.nll, gap.unwrap_or_default())
     }
     fn pictures(&self, eval: &Evaluation, out: &Path) -> Result<Vec<String>, TrainError> {
-        let io = |e: std::io::Error| TrainError(format!("cannot write pictures to {}: {e}", out.display()));
+        let io = |e: std::io::Error| TrainError(e.to_string());
         let (data, density, samples) = self.panels(&eval.store)?;
         data.save_png(&out.join("data.png")).map_err(io)?;
         density.save_png(&out.join("density.png")).map_err(io)?;
@@ -147,7 +147,7 @@ impl ToyRun {
             })
             .collect();
         let density: Vec<f64> =
-            toy::log_density(&self.gpu, &self.flow, store, &grid).iter().map(|lp| lp.exp()).collect();
+            toy::log_density(&self.gpu, &self.flow, store, &grid, self.chunk()).iter().map(|lp| lp.exp()).collect();
         let density = Image::heatmap(&density, res);
         let (pts, _) = toy::sample(&self.gpu, &self.flow, store, 10_000, self.config.seed ^ 0x5A)?;
         let samples = Image::histogram(&pts, 4.0, res / 2).upscale(2);

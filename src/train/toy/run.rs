@@ -22,6 +22,19 @@ use crate::train::optim::{Adam, Ema};
 use crate::train::seed::step_seed;
 use crate::train::TrainError;
 
+/// Test points drawn at once (a draw shapes some datasets, rings and moons: a run's test set
+/// up to this size is one draw).
+const SCORED_PER_DRAW: usize = 1 << 20;
+
+/// The checkpoint tensor holding a CSV run's points.
+const POINTS: &str = "data/points";
+
+/// Points stored in a checkpoint, checked as a CSV's are.
+fn parse_points(points: &[f32], what: &str) -> Result<Vec<f32>, TrainError> {
+    let text: String = points.chunks_exact(2).map(|p| format!("{},{}\n", p[0], p[1])).collect();
+    Ok(crate::data::parse_csv(&text, &format!("{what} ({POINTS})"))?)
+}
+
 /// The format tag of toy checkpoints.
 pub const FORMAT: &str = "resflow-toy-1";
 
@@ -42,6 +55,24 @@ impl ToyRun {
     pub fn new(gpu: &Gpu, config: ToyConfig) -> Result<ToyRun, TrainError> {
         config.validate()?;
         let source = Source::of_dataset(&config.dataset)?;
+        ToyRun::with_source(gpu, config, source)
+    }
+
+    /// A new run on points already in hand (a checkpoint's own copy of a CSV's).
+    pub fn with_source(gpu: &Gpu, config: ToyConfig, source: Source) -> Result<ToyRun, TrainError> {
+        config.validate()?;
+        // A training step holds the widest activation and its tangents (the exact log-det's
+        // Jacobian columns) for the whole batch in single buffers.
+        let fits = gpu.items_per_pass(3 * toy::widest(&config.model_spec()));
+        if config.batch > fits {
+            return Err(TrainError(format!(
+                "--batch {} does not fit this adapter ({}): its activations would exceed \
+                 max_storage_buffer_binding_size ({} bytes); the largest batch for this model is {fits}",
+                config.batch,
+                gpu.info().name,
+                gpu.limits().max_storage_buffer_binding_size
+            )));
+        }
         let mut store = ParamStore::new(Tensor::full(gpu, &[1], 0.0), config.seed);
         let flow = toy::build(&mut store, &config.model_spec());
         let adam = Adam::new(config.adam());
@@ -100,18 +131,39 @@ impl ToyRun {
         s
     }
 
+    /// Points a pass of sampling and scoring on this run's device.
+    pub fn chunk(&self) -> usize {
+        toy::points_per_chunk(&self.gpu, toy::widest(&self.config.model_spec()))
+    }
+
     /// Test NLL (nats) on fresh samples with the exact 2×2 log-det, on the given weights.
-    pub fn test_nll(&self, store: &ParamStore<Tensor>, source: &Source, samples: usize) -> f64 {
+    /// The samples are drawn and scored a million at a time, so memory does not grow with
+    /// `samples`; a non-finite NLL is an error.
+    pub fn test_nll(&self, store: &ParamStore<Tensor>, source: &Source, samples: usize) -> Result<f64, TrainError> {
+        if samples == 0 {
+            return Err(TrainError("--samples must be at least 1".into()));
+        }
         let mut rng = StdRng::seed_from_u64(step_seed(self.config.seed, usize::MAX, 7));
-        let pts = source.sample(samples, &mut rng);
-        let lp = toy::log_density(&self.gpu, &self.flow, store, &pts);
-        -lp.iter().sum::<f64>() / lp.len() as f64
+        // 10 000 points a pass: the chunking every test NLL of log.csv was computed with.
+        let chunk = self.chunk().min(10_000);
+        let mut total = 0.0;
+        for start in (0..samples).step_by(SCORED_PER_DRAW) {
+            let pts = source.sample(SCORED_PER_DRAW.min(samples - start), &mut rng);
+            for lp in toy::log_density(&self.gpu, &self.flow, store, &pts, chunk) {
+                total += lp;
+            }
+        }
+        TrainError::finite("the test NLL", -total / samples as f64)
     }
 
     /// Parameters, Adam moments, EMA, step and config in one safetensors file.
     pub fn to_checkpoint(&self) -> Checkpoint {
         let mut ck = Checkpoint::default();
         put_training_state(&mut ck, &self.store, &self.adam, &self.ema);
+        // A CSV's points travel with the model, so evaluation needs no file outside it.
+        if let Source::Points(p) = &self.source {
+            ck.tensors.push((POINTS.into(), vec![p.len() / 2, 2], p.clone()));
+        }
         ck.metadata.insert("format".into(), FORMAT.into());
         ck.metadata.insert("config".into(), serde_json::to_string(&self.config).expect("config serialises"));
         ck.metadata.insert("step".into(), self.step().to_string());
@@ -122,15 +174,25 @@ impl ToyRun {
 
     /// Rebuilds a run from a checkpoint (the config inside it), validating every tensor.
     pub fn from_checkpoint(gpu: &Gpu, path: &Path) -> Result<ToyRun, TrainError> {
-        let ck = Checkpoint::load(path)?;
-        let bad = |why: String| TrainError(format!("{} does not match this model: {why}", path.display()));
+        ToyRun::from_loaded(gpu, &Checkpoint::load(path)?, &path.display().to_string())
+    }
+
+    /// [`ToyRun::from_checkpoint`] of a checkpoint already read; `what` names it in errors.
+    pub fn from_loaded(gpu: &Gpu, ck: &Checkpoint, what: &str) -> Result<ToyRun, TrainError> {
+        let bad = |why: String| TrainError(format!("{what} does not match this model: {why}"));
         if ck.meta("format")? != FORMAT {
             return Err(bad(format!("format {:?}, expected {FORMAT:?}", ck.meta("format")?)));
         }
         let config: ToyConfig = serde_json::from_str(ck.meta("config")?).map_err(|e| bad(format!("config: {e}")))?;
         let step: usize = ck.meta("step")?.parse().map_err(|e| bad(format!("step: {e}")))?;
-        let mut run = ToyRun::new(gpu, config)?;
-        take_training_state(&ck, &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        config.validate()?;
+        let source = match ck.get(POINTS) {
+            Some(([_, 2], points)) => Source::Points(parse_points(points, what)?),
+            Some((shape, _)) => return Err(bad(format!("{POINTS} has shape {shape:?}, expected [n, 2]"))),
+            None => Source::of_dataset(&config.dataset)?,
+        };
+        let mut run = ToyRun::with_source(gpu, config, source)?;
+        take_training_state(ck, &[POINTS], &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = step;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {
