@@ -29,6 +29,29 @@ fn positive_only(op: Unary) -> bool {
 }
 
 #[test]
+fn unit_scale_brings_magnitudes_into_one_to_two_exactly() {
+    // Normal magnitudes from 2⁻¹²⁶ up, powers of two and their neighbours, zero, subnormals.
+    let mut data: Vec<f32> = (-126..8)
+        .flat_map(|e| {
+            let p = 2f32.powi(e);
+            [p, -p, p * 1.5, f32::from_bits(p.to_bits() - 1), -f32::from_bits(p.to_bits() + 1)]
+        })
+        .collect();
+    data.extend([0.0, -0.0, 1e-40, -1e-45, f32::MIN_POSITIVE, 3.0e38]);
+    let (g, c) = pair(&data, &[data.len()]);
+    let got = g.unary(Unary::UnitScale).to_vec();
+    assert_tensor_close("UnitScale", &g.unary(Unary::UnitScale), &c.unary(Unary::UnitScale), 0.0, 0.0);
+    for (x, f) in data.iter().zip(&got) {
+        let scaled = x.abs() * f;
+        if x.is_normal() && x.abs() < 1.0 {
+            assert!((1.0..2.0).contains(&scaled), "{x:e} · {f:e} = {scaled:e}");
+        } else {
+            assert_eq!(*f, 1.0, "{x:e}");
+        }
+    }
+}
+
+#[test]
 fn unary_ops_match_reference() {
     for op in UNARY {
         let (lo, hi) = if positive_only(op) { (0.05, 4.0) } else { (-30.0, 30.0) };

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{gpu, values};
+use common::{gpu, mirror, values};
 use resflow::flow::residual::{log_abs_det_identity_plus, InverseOptions};
 use resflow::flow::{
     ActNorm, Estimator, Flow, FlowCtx, FlowLayer, GradMode, LipschitzNet, NetSpec, Probe, ResidualBlock, Roulette,
@@ -235,14 +235,6 @@ fn naive_equals_neumann_in_expectation_and_bif_equals_neumann_exactly() {
         let ((ma, sa), (mb, sb)) = (mean_se(&a[k]), mean_se(&b[k]));
         let se = (sa * sa + sb * sb).sqrt();
         assert!((ma - mb).abs() < 3.0 * se, "component {k}: naive {ma} vs neumann {mb} (se {se})");
-    }
-}
-
-/// Copies a reference store's values into a GPU store of the same architecture.
-fn mirror(cpu: &ParamStore<CpuTensor>, gpu_store: &mut ParamStore<Tensor>) {
-    for id in cpu.ids() {
-        let v: Vec<f32> = cpu.get(id).data.iter().map(|&x| x as f32).collect();
-        gpu_store.set(id, Tensor::from_slice(&gpu(), &v, cpu.get(id).shape()).unwrap());
     }
 }
 

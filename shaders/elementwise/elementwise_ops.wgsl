@@ -47,6 +47,13 @@ fn unary_op(op: u32, v: vec4<f32>, a: f32, b: f32) -> vec4<f32> {
         case UNARY_SILU: { return v * sigmoid(v); }
         case UNARY_ABS: { return abs(v); }
         case UNARY_SIGNED_POW: { return sign(v) * pow(abs(v), vec4<f32>(a)); }
+        case UNARY_UNIT_SCALE: {
+            // Biased exponent e of |v|; 2^(127 − e) is the power of two whose bits are
+            // (254 − e) << 23. Only normal |v| < 1 (e in 1..=126) is scaled.
+            let e = (bitcast<vec4<u32>>(abs(v)) >> vec4<u32>(23u)) & vec4<u32>(0xffu);
+            let up = bitcast<vec4<f32>>((vec4<u32>(254u) - e) << vec4<u32>(23u));
+            return select(vec4<f32>(1.0), up, (e >= vec4<u32>(1u)) & (e <= vec4<u32>(126u)));
+        }
         default: { return v; }
     }
 }
@@ -71,6 +78,7 @@ fn unary_derivative(op: u32, v: vec4<f32>, y: vec4<f32>, a: f32) -> vec4<f32> {
         }
         case UNARY_ABS: { return sign(v); }
         case UNARY_SIGNED_POW: { return a * pow(abs(v), vec4<f32>(a - 1.0)); }
+        case UNARY_UNIT_SCALE: { return vec4<f32>(0.0); }
         default: { return vec4<f32>(1.0); }
     }
 }

@@ -63,20 +63,24 @@ pub enum Model {
     Mlp,
 }
 
+fn spec(coeff: f32) -> NetSpec {
+    NetSpec { activation: Activation::LipSwish, coeff, leading_activation: false, gain: 1.0, last_gain: 1.0 }
+}
+
+/// The paper's image block, LipSwish→3×3(3→512)→LipSwish→1×1(512→512)→LipSwish→3×3(512→3),
+/// and an input batch [16, 3, 32, 32].
+pub(super) fn conv_block(gpu: &Gpu, store: &mut ParamStore<Tensor>) -> (LipschitzNet, Tensor) {
+    let g = LipschitzNet::cnn(store, "block.g", &[3, 512, 512, 3], &[3, 1, 3], (32, 32), &spec(0.98));
+    let x = Tensor::random(gpu, &[16, 3, 32, 32], Dist::Normal { mean: 0.0, std: 1.0 }, 2, 0);
+    (g, x)
+}
+
 fn build(gpu: &Gpu, model: Model, mode: GradMode, terms: usize) -> (ParamStore<Tensor>, Flow<Tensor>, Tensor) {
     let mut store = ParamStore::new(Tensor::full(gpu, &[1], 0.0), 1);
-    let spec = |coeff| NetSpec {
-        activation: Activation::LipSwish,
-        coeff,
-        leading_activation: false,
-        gain: 1.0,
-        last_gain: 1.0,
-    };
     let estimator = Estimator::Truncated(terms);
     let (layers, x): (Vec<Box<dyn FlowLayer<Tensor>>>, Tensor) = match model {
         Model::Conv => {
-            let g = LipschitzNet::cnn(&mut store, "block.g", &[3, 512, 512, 3], &[3, 1, 3], (32, 32), &spec(0.98));
-            let x = Tensor::random(gpu, &[16, 3, 32, 32], Dist::Normal { mean: 0.0, std: 1.0 }, 2, 0);
+            let (g, x) = conv_block(gpu, &mut store);
             (vec![Box::new(ResidualBlock::new("block", g, estimator, mode))], x)
         }
         Model::Mlp => {

@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod image;
 pub mod json;
 pub mod memory;
+pub mod series;
 pub mod shape;
 
 use std::time::Instant;

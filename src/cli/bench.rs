@@ -14,6 +14,7 @@ pub enum Suite {
     Memory,
     Toy,
     Image,
+    Series,
 }
 
 /// The models of `bench memory`.
@@ -32,8 +33,9 @@ enum ImageConfiguration {
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// `kernels` (default), `memory`, `toy` (seconds per training step of the toy model) or
-    /// `image` (a training step of the image models: s/step, images/s, peak memory).
+    /// `kernels` (default), `memory`, `toy` (seconds per training step of the toy model),
+    /// `image` (a training step of the image models: s/step, images/s, peak memory) or `series`
+    /// (the power series of the image block, term by term: ms and subnormal entries).
     #[arg(value_enum, default_value_t = Suite::Kernels)]
     pub suite: Suite,
     /// One JSON object per line (each also names the adapter, driver, backend, profile and
@@ -58,7 +60,7 @@ pub struct BenchArgs {
     /// memory: which models (conv = one image block [16,3,32,32] width 512; mlp = 10 2-D blocks).
     #[arg(long, value_delimiter = ',', default_value = "conv,mlp", hide_possible_values = true)]
     models: Vec<MemoryModel>,
-    /// memory: numbers of series terms.
+    /// memory: numbers of series terms; series: its largest one is the terms timed.
     #[arg(long, value_delimiter = ',', default_value = "2,5,10,20")]
     terms: Vec<usize>,
     /// Only kernels whose name contains this.
@@ -78,6 +80,9 @@ pub struct BenchArgs {
     data_dir: PathBuf,
 }
 
+/// The longest series the memory and series suites run (a term of the image block is seconds).
+const MAX_TERMS: usize = 200;
+
 pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Everything that can be wrong with the arguments fails before anything is timed.
     let shapes = parse_shapes(args)?;
@@ -85,6 +90,9 @@ pub fn run(gpu: &Gpu, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>
         return Err(
             format!("--tolerance must be a fraction ≥ 0 (0.10 allows 10% slower), got {}", args.tolerance).into()
         );
+    }
+    if let Some(n) = args.terms.iter().find(|n| !(1..=MAX_TERMS).contains(*n)) {
+        return Err(format!("--terms takes numbers of series terms from 1 to {MAX_TERMS}, got {n}").into());
     }
     let base = args.baseline.as_deref().map(baseline::load).transpose()?;
     for s in &shapes {
@@ -158,6 +166,10 @@ fn run_suite(
             for row in bench::image::run(gpu, &args.data_dir, &configs, args.paper_batch, args.reps.clamp(1, 3)) {
                 sink.row(row.text(), row.json_object());
             }
+        }
+        Suite::Series => {
+            let terms = args.terms.iter().copied().max().unwrap_or(20);
+            bench::series::run(gpu, terms, |row| sink.row(row.text(), row.json_object()));
         }
         Suite::Toy => {
             for row in bench::toy_step(gpu, args.reps.max(1))? {

@@ -26,7 +26,7 @@ pub use estimator::{Draw, Estimator, Probe, Roulette};
 pub use lipnet::{LipschitzNet, NetSpec};
 pub use logit::LogitTransform;
 pub use reshape::{Flatten, Squeeze};
-pub use residual::{GradMode, ResidualBlock};
+pub use residual::{GradMode, ResidualBlock, SeriesTerm};
 
 /// A fixed-point inverse that did not converge (or diverged), naming the block.
 #[derive(Debug, Clone, PartialEq)]

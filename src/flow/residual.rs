@@ -13,7 +13,7 @@
 //!   for every sample (true of a mean loss); the backward checks this.
 
 use crate::nn::{Binder, ParamId, ParamStore, PowerIters};
-use crate::ops::{Dist, Reduce, TensorOps, Unary};
+use crate::ops::{Binary, Dist, Reduce, TensorOps, Unary};
 use crate::tape::{Tape, Var};
 
 use super::estimator::{Draw, Estimator, Probe};
@@ -62,6 +62,20 @@ pub struct ResidualBlock {
     pub probe: Probe,
     pub probes: usize,
     pub inverse_options: InverseOptions,
+}
+
+/// Terms between rescalings of the series vector: after one, max |u| is in [1, 2), and a
+/// block would have to shrink it by 2⁻²⁵ a term to reach subnormals before the next.
+pub const RESCALE_EVERY: usize = 4;
+
+/// The series after term k: Jᵏv, the vector the next term's JVP takes (Jᵏv over its
+/// per-sample scale), and the log-det estimate and Neumann vector so far.
+pub struct SeriesTerm<'a, T> {
+    pub k: usize,
+    pub jkv: &'a T,
+    pub operand: &'a T,
+    pub estimate: &'a T,
+    pub neumann: &'a T,
 }
 
 /// Per-sample dot products ⟨a_b, c_b⟩ of two [batch, …] tensors → [batch].
@@ -164,13 +178,51 @@ impl ResidualBlock {
 
     /// The unrecorded series for one probe: (log-det estimate [batch], Neumann vector s).
     fn series<T: TensorOps>(&self, tape: &Tape<T>, w: &NetWeights<T>, pre: &[Var<T>], v: &T, draw: &Draw) -> (T, T) {
+        self.observed_series(tape, w, pre, v, draw, |_| ())
+    }
+
+    /// [`Self::series`], showing `each_term` the state after every term (to time the terms).
+    pub fn observed_series<T: TensorOps>(
+        &self,
+        tape: &Tape<T>,
+        w: &NetWeights<T>,
+        pre: &[Var<T>],
+        v: &T,
+        draw: &Draw,
+        mut each_term: impl FnMut(&SeriesTerm<'_, T>),
+    ) -> (T, T) {
+        // Jᵏv shrinks like Lip(g)ᵏ or faster (10⁻² a term in an image block at initialisation),
+        // and subnormal operands cost CPUs 10–100× (llvmpipe does not flush them). So the series
+        // runs on u = Jᵏv / c, with c a per-sample power of two renewed every few terms to keep
+        // max |u| in [1, 2): J is linear, so every product and sum is Jᵏv's scaled exactly, and
+        // the result is bit-identical wherever Jᵏv would have stayed normal. A term whose scale
+        // c falls below f32's normal range counts as zero: it lies below f32 resolution.
+        let batch = v.shape()[0];
+        let per_sample = |t: &T| t.reshape(&[batch, t.numel() / batch]);
+        let mut row_shape = vec![1; v.shape().len()];
+        row_shape[0] = batch;
         let mut u = v.clone();
+        let mut scale: Option<T> = None;
         let mut s = v.scale(draw.neumann_coeff(0) as f32);
-        let mut est = v.zeros_like(&[v.shape()[0]]);
+        let mut est = v.zeros_like(&[batch]);
         for k in 1..=draw.terms {
             u = self.g.jvp(tape, w, pre, &Var::constant(u)).value;
-            est = est.add(&rowdot(v, &u).scale(draw.logdet_coeff(k) as f32));
-            s = s.add(&u.scale(draw.neumann_coeff(k) as f32));
+            let (dot, jkv) = match &scale {
+                None => (rowdot(v, &u), u.clone()),
+                Some(c) => (rowdot(v, &u).mul(c), u.mul(&c.reshape(&row_shape))),
+            };
+            est = est.add(&dot.scale(draw.logdet_coeff(k) as f32));
+            s = s.add(&jkv.scale(draw.neumann_coeff(k) as f32));
+            if k % RESCALE_EVERY == 0 && k < draw.terms {
+                let up = per_sample(&u.unary(Unary::Abs)).reduce(Reduce::Max, Some(1), false).unary(Unary::UnitScale);
+                u = u.mul(&up.reshape(&row_shape));
+                let c = match scale {
+                    None => up.unary(Unary::Recip),
+                    Some(c) => c.div(&up),
+                };
+                scale = Some(c.mul(&c.binary(Binary::Ge, &c.full_like(&[batch], f32::MIN_POSITIVE))));
+            }
+            each_term(&SeriesTerm { k, jkv: &jkv, operand: &u, estimate: &est, neumann: &s });
         }
         (est, s)
     }

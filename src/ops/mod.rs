@@ -31,13 +31,17 @@ pub enum Unary {
     Abs,
     /// sign(x)·|x|^e: the dual maps of the induced-norm power iteration.
     SignedPow(f32),
+    /// The power of two 2^m (m ≥ 0) that brings |x| into [1, 2); 1 where |x| ≥ 1, and where x is
+    /// zero, subnormal or not finite. Multiplying by it is exact: the power series rescales its
+    /// vectors with it so they never reach the subnormal range.
+    UnitScale,
 }
 
 impl Unary {
     /// Every unary op (with zero parameters) and its name in WGSL: an op's code is its index
     /// here, and the WGSL library switches on constants generated from this table
     /// ([`op_code_constants`]).
-    pub const TABLE: [(Unary, &'static str); 14] = [
+    pub const TABLE: [(Unary, &'static str); 15] = [
         (Unary::Neg, "NEG"),
         (Unary::Exp, "EXP"),
         (Unary::Log, "LOG"),
@@ -52,13 +56,14 @@ impl Unary {
         (Unary::Silu, "SILU"),
         (Unary::Abs, "ABS"),
         (Unary::SignedPow(0.0), "SIGNED_POW"),
+        (Unary::UnitScale, "UNIT_SCALE"),
     ];
 
     /// The op code the WGSL kernels switch on.
     pub fn code(self) -> u32 {
         // A static, not the const: a const array is materialised at every use, and op codes are
         // looked up for every node of every generated kernel.
-        static TABLE: [(Unary, &str); 14] = Unary::TABLE;
+        static TABLE: [(Unary, &str); 15] = Unary::TABLE;
         let same = |u: &Unary| std::mem::discriminant(u) == std::mem::discriminant(&self);
         TABLE.iter().position(|(u, _)| same(u)).expect("every unary op is in the table") as u32
     }
@@ -85,6 +90,15 @@ impl Unary {
             Unary::Silu => x * sigmoid(x),
             Unary::Abs => x.abs(),
             Unary::SignedPow(e) => x.signum() * x.abs().powf(e as f64),
+            Unary::UnitScale => {
+                // From the bits, as the kernel does: log2 can round across a power of two.
+                let e = ((x as f32).abs().to_bits() >> 23) & 0xff;
+                if (1..=126).contains(&e) {
+                    (127.0 - e as f64).exp2()
+                } else {
+                    1.0
+                }
+            }
         }
     }
 
@@ -109,6 +123,8 @@ impl Unary {
             }
             Unary::Abs => x.signum() * (x != 0.0) as u8 as f64,
             Unary::SignedPow(e) => e as f64 * x.abs().powf(e as f64 - 1.0),
+            // Piecewise constant.
+            Unary::UnitScale => 0.0,
         }
     }
 

@@ -93,3 +93,11 @@ pub fn singular_values(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     s.sort_by(|a, b| b.partial_cmp(a).unwrap());
     s
 }
+
+/// Copies a reference store's values into a GPU store of the same architecture.
+pub fn mirror(cpu: &resflow::nn::ParamStore<CpuTensor>, gpu_store: &mut resflow::nn::ParamStore<Tensor>) {
+    for id in cpu.ids() {
+        let v: Vec<f32> = cpu.get(id).data.iter().map(|&x| x as f32).collect();
+        gpu_store.set(id, Tensor::from_slice(&gpu(), &v, cpu.get(id).shape()).unwrap());
+    }
+}
