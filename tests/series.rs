@@ -5,6 +5,7 @@
 mod common;
 
 use common::{gpu, mirror};
+use resflow::flow::lipnet::NetWeights;
 use resflow::flow::residual::RESCALE_EVERY;
 use resflow::flow::{Draw, Estimator, GradMode, LipschitzNet, NetSpec, ResidualBlock};
 use resflow::nn::{Binder, ParamStore, PowerIters};
@@ -36,13 +37,22 @@ fn input<T: TensorOps>(proto: &T, seed: u64) -> T {
 /// vector) at the end.
 type Trace = (Vec<(Vec<f64>, f64)>, Vec<f64>, Vec<f64>);
 
-fn run_series<T: TensorOps>(store: &ParamStore<T>, block: &ResidualBlock, terms: usize) -> Trace {
-    let tape = Tape::no_grad();
-    let binder = Binder::new(store, &tape);
-    let w = block.g.weights(&binder);
+/// The block's weights and pre-activations at a fixed input, and a fixed probe.
+fn prepared<T: TensorOps>(
+    store: &ParamStore<T>,
+    block: &ResidualBlock,
+    tape: &Tape<T>,
+) -> (NetWeights<T>, Vec<Var<T>>, T) {
+    let w = block.g.weights(&Binder::new(store, tape));
     let x = input(&store.get(store.ids().next().unwrap()).clone(), 11);
     let v = input(&x, 12);
-    let pre = block.g.apply(&tape, &w, &Var::constant(x)).1;
+    let pre = block.g.apply(tape, &w, &Var::constant(x)).1;
+    (w, pre, v)
+}
+
+fn run_series<T: TensorOps>(store: &ParamStore<T>, block: &ResidualBlock, terms: usize) -> Trace {
+    let tape = Tape::no_grad();
+    let (w, pre, v) = prepared(store, block, &tape);
     let row_max = |t: &T| t.unary(Unary::Abs).reduce(Reduce::Max, Some(1), false).to_host();
     let mut trace = Vec::new();
     let (est, s) = block.observed_series(&tape, &w, &pre, &v, &Draw::fixed(terms), |t| {
@@ -94,11 +104,7 @@ fn the_series_follows_the_f64_reference_into_the_underflow_range() {
 /// The series as it ran before rescaling: Jᵏv itself, term after term.
 fn plain_series(store: &ParamStore<Tensor>, block: &ResidualBlock, terms: usize) -> (Vec<f64>, Vec<f64>) {
     let tape = Tape::no_grad();
-    let binder = Binder::new(store, &tape);
-    let w = block.g.weights(&binder);
-    let x = input(&store.get(store.ids().next().unwrap()).clone(), 11);
-    let v = input(&x, 12);
-    let pre = block.g.apply(&tape, &w, &Var::constant(x)).1;
+    let (w, pre, v) = prepared(store, block, &tape);
     let draw = Draw::fixed(terms);
     let mut u = v.clone();
     let mut s = v.scale(draw.neumann_coeff(0) as f32);
