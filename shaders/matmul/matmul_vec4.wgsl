@@ -5,20 +5,7 @@
 // load (here 16) decide the speed; GPUs get 16-byte loads.
 // Needs K % 4 == 0, M % 4 == 0 when TRANS_A, N % 4 == 0 unless TRANS_B (the host falls back to
 // `matmul.wgsl` otherwise). Out-of-range rows/columns are clamped on load, masked on store.
-
-struct Params {
-    m: u32, n: u32, k: u32, pad0: u32,
-    lda: u32, ldb: u32, ldc: u32, pad1: u32,
-    batch_a: u32, batch_b: u32, batch_c: u32, pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// Parameters, bindings and transposes come from matmul_common_vec4.wgsl.
 
 // A[rows r..r+4][k0..k0+4] as a matrix whose column i is row r+i (rows clamped to M-1).
 fn a_block(base: u32, r: u32, k0: u32) -> mat4x4<f32> {

@@ -19,7 +19,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     // `enable` directive); only such devices are sent this shader.
     ("reduce_subgroup", &[REDUCE, include_str!("../../shaders/reduce/reduce_subgroup.wgsl")]),
     ("matmul", &[MATMUL_COMMON, include_str!("../../shaders/matmul/matmul.wgsl")]),
-    ("matmul_vec4", &[include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
+    ("matmul_vec4", &[MATMUL_COMMON_VEC4, include_str!("../../shaders/matmul/matmul_vec4.wgsl")]),
     ("matmul_texture", &[include_str!("../../shaders/matmul/matmul_texture.wgsl")]),
     ("texture_stage", &[TEXEL_F32, include_str!("../../shaders/matmul/texture_stage.wgsl")]),
     ("matmul_tiled", &[MATMUL_COMMON, MATMUL_TILED_FETCH, MATMUL_TILED]),
