@@ -165,3 +165,29 @@ fn f16_rows_sit_beside_the_f32_ones() {
     assert_eq!(text.lines().filter(|l| l.contains("\"kernel\":\"matmul_f16\"")).count(), 1, "{text}");
     assert!(!text.contains("\"kernel\":\"matmul\""), "{text}");
 }
+
+/// The dispatch census of a toy step (on a device of its own, so no other test's dispatches
+/// are counted): the families add up to the recorder's count, a warmed-up step compiles no
+/// kernel, and the optimiser runs one Adam dispatch per trainable tensor.
+#[test]
+fn a_toy_steps_census_adds_up_and_compiles_nothing_new() {
+    use resflow::train::toy::{ToyConfig, ToyRun};
+    let gpu = resflow::Gpu::new(None).expect("a GPU adapter");
+    let config = ToyConfig { blocks: 2, hidden: vec![16], batch: 64, iters: 10, ..ToyConfig::default() };
+    let mut run = ToyRun::new(&gpu, config).unwrap();
+    for _ in 0..3 {
+        run.train_step().unwrap();
+    }
+    gpu.sync();
+    let _ = gpu.take_census();
+    let (before, kernels) = (gpu.record_stats(), gpu.compiled_kernels());
+    run.train_step().unwrap();
+    let census = gpu.take_census();
+    let dispatched = gpu.record_stats().dispatches - before.dispatches;
+    assert_eq!(census.iter().map(|(_, c)| c.dispatches).sum::<u64>(), dispatched, "{census:?}");
+    assert_eq!(gpu.compiled_kernels(), kernels, "a warmed-up step compiled a kernel");
+    let adam = census.iter().find(|(f, _)| f == "adam:main").map(|(_, c)| c.dispatches);
+    assert_eq!(adam, Some(run.store.trainable().count() as u64), "{census:?}");
+    assert!(census.windows(2).all(|w| w[0].1.dispatches >= w[1].1.dispatches), "most dispatched first");
+    assert!(gpu.take_census().is_empty(), "taking the census starts it again");
+}

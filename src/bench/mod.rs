@@ -11,6 +11,7 @@ pub mod json;
 pub mod memory;
 pub mod series;
 pub mod shape;
+pub mod toy;
 
 use std::time::Instant;
 
@@ -412,47 +413,4 @@ fn conv_rows(gpu: &Gpu, x: [usize; 4], co: usize, k: usize, reps: usize) -> Vec<
     let grad_weight = time_median(gpu, 1, reps, || drop(input.conv2d_grad_weight(&grad, k)));
     push(&format!("conv2d_grad_weight{suffix}"), grad_weight);
     rows
-}
-
-/// Seconds per training step of the reference's small toy configuration (10 blocks of
-/// 2-64-64-64-2, batch 256, Adam), with the exact 2×2 log-det and with the unbiased estimator.
-/// A step that fails (a non-finite loss) ends the bench with its error.
-pub fn toy_step(gpu: &Gpu, reps: usize) -> Result<Vec<Row>, crate::train::TrainError> {
-    // One-time device work (the staging probe) before anything is timed or its memory counted.
-    crate::testing::settle(gpu);
-    use crate::train::choices::Estimator;
-    use crate::train::toy::{ToyConfig, ToyRun};
-    [Estimator::Exact, Estimator::Unbiased]
-        .iter()
-        .map(|&est| {
-            let config = ToyConfig {
-                blocks: 10,
-                hidden: vec![64, 64, 64],
-                batch: 256,
-                estimator: est,
-                iters: usize::MAX,
-                ..ToyConfig::default()
-            };
-            let mut run = ToyRun::new(gpu, config)?;
-            run.train_step()?;
-            let mut times = Vec::new();
-            for _ in 0..reps.max(3) {
-                let start = Instant::now();
-                run.train_step()?;
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            let ms = times[times.len() / 2];
-            Ok(Row {
-                kernel: "toy_step".into(),
-                shape: format!("10x2-64-64-64-2 b256 {est}"),
-                ms,
-                work: Work::None,
-                pct_peak: None,
-                timer: "wall",
-                extra: vec![("s_per_step", ms / 1e3)],
-                precision: gpu.precision(),
-            })
-        })
-        .collect()
 }

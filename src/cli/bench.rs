@@ -172,8 +172,11 @@ fn run_suite(
             bench::series::run(gpu, terms, |row| sink.row(row.text(), row.json_object()));
         }
         Suite::Toy => {
-            for row in bench::toy_step(gpu, args.reps.max(1))? {
-                sink.row(row.text(), row.json_object());
+            for step in bench::toy::run(gpu, args.reps.max(1))? {
+                sink.row(step.row.text(), step.row.json_object());
+                if !args.json {
+                    print!("  one step's dispatches by kernel family:\n{}", step.census_text());
+                }
             }
         }
         Suite::Memory => {

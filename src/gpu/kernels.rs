@@ -214,6 +214,9 @@ pub type Layout = (wgpu::BindGroupLayout, wgpu::PipelineLayout);
 
 pub struct Kernel {
     pub name: String,
+    /// The shader and entry point (`fused` for every generated kernel): what a dispatch census
+    /// groups by.
+    pub family: std::sync::Arc<str>,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: std::sync::Arc<Layout>,
     pub slots: Vec<Slot>,
@@ -307,7 +310,11 @@ pub(crate) fn compile(
         },
         cache: None,
     });
-    Kernel { name: spec.cache_key(), pipeline, layout, slots: spec.slots.clone() }
+    let family = match spec.generated {
+        Some(_) => "fused".into(),
+        None => format!("{}:{}", spec.shader, spec.entry).into(),
+    };
+    Kernel { name: spec.cache_key(), family, pipeline, layout, slots: spec.slots.clone() }
 }
 
 /// Workgroup grid for `groups` 1-D workgroups, folded into y when x would exceed the

@@ -13,7 +13,7 @@ mod timer;
 pub use device::GpuError;
 pub use kernels::{Kernel, KernelSpec, Slot};
 pub use pool::{bucket_size, BufferKind, PoolStats};
-pub use recorder::RecordStats;
+pub use recorder::{FamilyCensus, RecordStats};
 pub use texture::{DeviceTexture, Texels, FLAT_ROWS, FLAT_WIDTH};
 pub use timer::GpuTimer;
 
@@ -306,6 +306,11 @@ impl Gpu {
     // ---------------------------------------------------------------- kernels
 
     /// The compiled kernel for `spec`, compiled on first use and cached after.
+    /// How many kernels have been compiled (each distinct spec once).
+    pub fn compiled_kernels(&self) -> usize {
+        self.inner.kernels.lock().unwrap().len()
+    }
+
     pub fn kernel(&self, spec: &KernelSpec) -> Arc<Kernel> {
         let key = spec.cache_key();
         if let Some(k) = self.inner.kernels.lock().unwrap().get(&key) {

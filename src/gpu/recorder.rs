@@ -6,7 +6,9 @@
 //! before the submit that uses it, so `write_buffer`'s "runs before the next submit" rule cannot
 //! reorder them against the dispatches.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::{Binding, DeviceBuffer, Gpu, Kernel};
 
@@ -25,6 +27,8 @@ pub(super) struct Recorder {
     since_submit: u64,
     /// Open GPU-timer spans: no early submit splits a span's timestamps across submits.
     timed_spans: u32,
+    /// Dispatches and workgroups by kernel family, since the census was last taken.
+    census: BTreeMap<Arc<str>, FamilyCensus>,
 }
 
 impl Recorder {
@@ -46,6 +50,7 @@ impl Recorder {
             submits: 0,
             since_submit: 0,
             timed_spans: 0,
+            census: BTreeMap::new(),
         }
     }
 }
@@ -57,7 +62,24 @@ pub struct RecordStats {
     pub submits: u64,
 }
 
+/// The dispatches of one kernel family (shader and entry point; `fused` for generated ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FamilyCensus {
+    pub dispatches: u64,
+    /// Workgroups over all its dispatches: with `dispatches`, how full a typical one is.
+    pub workgroups: u64,
+}
+
 impl Gpu {
+    /// The dispatches recorded by kernel family since the last call, most dispatched first;
+    /// the count starts again from zero.
+    pub fn take_census(&self) -> Vec<(String, FamilyCensus)> {
+        let mut rec = self.inner.rec.lock().unwrap();
+        let mut rows: Vec<_> = std::mem::take(&mut rec.census).into_iter().map(|(k, c)| (k.to_string(), c)).collect();
+        rows.sort_by(|a, b| b.1.dispatches.cmp(&a.1.dispatches).then_with(|| a.0.cmp(&b.0)));
+        rows
+    }
+
     pub fn record_stats(&self) -> RecordStats {
         let r = self.inner.rec.lock().unwrap();
         RecordStats { dispatches: r.dispatches, submits: r.submits }
@@ -125,6 +147,9 @@ impl Gpu {
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         rec.dispatches += 1;
         rec.since_submit += 1;
+        let census = rec.census.entry(kernel.family.clone()).or_default();
+        census.dispatches += 1;
+        census.workgroups += groups.iter().map(|&g| g as u64).product::<u64>();
         let every = self.inner.submit_every.load(Ordering::Relaxed);
         if every > 0 && rec.since_submit >= every && rec.timed_spans == 0 {
             self.submit_locked(&mut rec);

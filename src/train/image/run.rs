@@ -183,7 +183,9 @@ impl ImageRun {
         let tol = self.config.power_tol;
         self.model.power_iterate(&mut self.store, PowerIters::Tolerance { atol: tol, rtol: tol, max: 100 });
         let mut total: Option<Vec<(ParamId, Tensor)>> = None;
-        let mut stats = StepStats { loss: 0.0, bpd: 0.0, ce: self.lambda.map(|_| 0.0) };
+        // The scalars each micro-batch reports, read back once the whole step is recorded, so
+        // the device runs each forward pass while the host records the backward one.
+        let mut reported: Vec<(Tensor, Option<Tensor>)> = Vec::with_capacity(self.config.accumulate);
         let share = 1.0 / self.config.accumulate as f32;
         for m in 0..self.config.accumulate {
             let x = self.tensor(&pixels[m * micro * d..(m + 1) * micro * d], micro);
@@ -192,38 +194,46 @@ impl ImageRun {
             let ctx = FlowCtx::new(&b, step_seed(self.config.seed, t, 1 + m as u64), false);
             let out = self.model.forward(&ctx, &Var::constant(x));
             let nll = tape.affine(&tape.mean(&self.model.log_prob(&out, &ctx)), -1.0, 0.0);
-            let nll_value = nll.value.item() as f64;
-            let bpd = self.format.bits_per_dim(-nll_value);
-            // The loss value follows from the values already read back (no third readback).
-            let (loss, ce, loss_value) = match (self.lambda, &out.logits) {
+            let (loss, ce) = match (self.lambda, &out.logits) {
                 (Some(lambda), Some(logits)) => {
                     let ce = cross_entropy(&tape, logits, &self.one_hot(&labels[m * micro..(m + 1) * micro]));
-                    let ce_value = ce.value.item() as f64;
-                    let loss = tape.add(&tape.affine(&nll, lambda, 0.0), &ce);
-                    (loss, Some(ce_value), lambda as f64 * nll_value + ce_value)
+                    (tape.add(&tape.affine(&nll, lambda, 0.0), &ce), Some(ce.value.clone()))
                 }
-                // Bits/dim: nats per image scaled by 1/(D ln 2); the reported value adds the
-                // constant of the quantisation (no gradient), so it reads as the training bits/dim.
-                _ => (tape.affine(&nll, 1.0 / (d as f32 * std::f32::consts::LN_2), 0.0), None, bpd),
+                // Bits/dim: nats per image scaled by 1/(D ln 2).
+                _ => (tape.affine(&nll, 1.0 / (d as f32 * std::f32::consts::LN_2), 0.0), None),
             };
+            let grads = b.gradients(&tape.backward(&tape.affine(&loss, share, 0.0)));
+            total = Some(match total {
+                None => grads,
+                Some(acc) => acc.into_iter().zip(grads).map(|((id, a), (_, g))| (id, a.add(&g))).collect(),
+            });
+            reported.push((nll.value.clone(), ce));
+        }
+        self.adam.step(&mut self.store, total.expect("at least one micro-batch"));
+        let mut stats = StepStats { loss: 0.0, bpd: 0.0, ce: self.lambda.map(|_| 0.0) };
+        for (nll, ce) in reported {
+            let nll_value = nll.item() as f64;
+            // The reported bits/dim adds the constant of the quantisation (no gradient), so it
+            // reads as the training bits/dim; the loss follows from the values read back.
+            let bpd = self.format.bits_per_dim(-nll_value);
+            let ce = ce.map(|c| c.item() as f64);
+            let loss_value = match (self.lambda, ce) {
+                (Some(lambda), Some(ce)) => lambda as f64 * nll_value + ce,
+                _ => bpd,
+            };
+            // A non-finite loss ends the run before anything of this step is saved.
             if !loss_value.is_finite() || !bpd.is_finite() {
                 return Err(TrainError(format!(
                     "the loss became {loss_value} at step {t}; training stopped (the last checkpoint is kept). \
                      Try a lower --lr, a smaller --coeff or a larger --alpha"
                 )));
             }
-            let grads = b.gradients(&tape.backward(&tape.affine(&loss, share, 0.0)));
-            total = Some(match total {
-                None => grads,
-                Some(acc) => acc.into_iter().zip(grads).map(|((id, a), (_, g))| (id, a.add(&g))).collect(),
-            });
             stats.loss += loss_value * share as f64;
             stats.bpd += bpd * share as f64;
             if let (Some(c), Some(v)) = (stats.ce.as_mut(), ce) {
                 *c += v * share as f64;
             }
         }
-        self.adam.step(&mut self.store, total.expect("at least one micro-batch"));
         self.ema.update(&self.store);
         Ok(stats)
     }

@@ -103,24 +103,24 @@ impl ToyRun {
             self.initialized = true;
         }
         self.flow.power_iterate(&mut self.store, PowerIters::Fixed(self.config.power_iters));
-        let (loss, grads) = {
-            let tape = Tape::new();
-            let b = Binder::new(&self.store, &tape);
-            let ctx = FlowCtx::new(&b, step_seed(self.config.seed, t, 1), false);
-            let lp = self.flow.log_prob(&ctx, &Var::constant(x));
-            let nll = tape.affine(&tape.mean(&lp), -1.0, 0.0);
-            let loss = nll.value.item() as f64;
-            if !loss.is_finite() {
-                return Err(TrainError(format!(
-                    "the loss became {loss} at step {t}; training stopped (the last checkpoint is kept). \
-                     Try a lower --lr or a smaller --coeff"
-                )));
-            }
-            let g = tape.backward(&nll);
-            (loss, b.gradients(&g))
-        };
+        let tape = Tape::new();
+        let b = Binder::new(&self.store, &tape);
+        let ctx = FlowCtx::new(&b, step_seed(self.config.seed, t, 1), false);
+        let lp = self.flow.log_prob(&ctx, &Var::constant(x));
+        let nll = tape.affine(&tape.mean(&lp), -1.0, 0.0);
+        let grads = b.gradients(&tape.backward(&nll));
         self.adam.step(&mut self.store, grads);
         self.ema.update(&self.store);
+        // The loss is read after the whole step is recorded, so the device runs the forward
+        // pass while the host records the backward one; a non-finite loss still ends the run
+        // before anything of this step is saved.
+        let loss = nll.value.item() as f64;
+        if !loss.is_finite() {
+            return Err(TrainError(format!(
+                "the loss became {loss} at step {t}; training stopped (the last checkpoint is kept). \
+                 Try a lower --lr or a smaller --coeff"
+            )));
+        }
         Ok(loss)
     }
 
