@@ -3,7 +3,8 @@
 //! Layers, bottom up (each uses only those before it; `tests/layers.rs` checks it):
 //! - [`options`], [`ops`], [`activation`]: the runtime switches, the op set (shared by the GPU
 //!   tensor and the f64 reference) and the activations, the vocabulary every layer may name;
-//! - [`gpu`]: device, pooled buffers, cached kernels, batched dispatch;
+//! - [`gpu`]: device, pooled buffers, cached kernels, batched dispatch ([`process`]: how a
+//!   resflow program starts and reports its errors);
 //! - [`fusion`]: elementwise ops recorded lazily and run as one generated kernel per chain;
 //! - [`tensor`]: the GPU tensor and the kernels behind each op family ([`testing`]: knobs
 //!   that let tests and benches force an engine path);
@@ -27,6 +28,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod options;
+pub mod process;
 pub mod reference;
 pub mod tape;
 pub mod tensor;

@@ -184,7 +184,7 @@ fn sampling_runs_in_chunks_that_match_one_pass() {
     let run = ToyRun::new(&gpu(), tiny_config()).unwrap();
     let mut sizes = Vec::new();
     let mut all = Vec::new();
-    toy::sample_chunks(&gpu(), &run.flow, &run.store, 250, 5, 100, |pts| {
+    toy::sample_chunks(&gpu(), &run.flow, &run.store, 250, 5, 1.0, 100, |pts| {
         sizes.push(pts.len());
         all.extend_from_slice(pts);
         Ok(())

@@ -304,7 +304,7 @@ fn a_few_training_steps_on_digits_lower_bits_per_dim() {
     // estimator's own noise (its SE over images is ≈ 0.01 here, and shared between the two).
     assert!(after.bpd < before.bpd - 0.05, "bits/dim {before:?} → {after:?}");
     // Samples come back through the inverse as images in [0, 1].
-    let (x, iters) = run.sample(&run.eval_store(true), 4, 3).unwrap();
+    let (x, iters) = run.sample(&run.eval_store(true), 4, 3, 1.0).unwrap();
     assert_eq!(x.len(), 4 * 64);
     assert!(x.iter().all(|v| v.is_finite() && (-1e-3..=1.001).contains(v)));
     assert!(iters.len() == 2 && iters.iter().all(|&n| n > 0), "iterations {iters:?}");

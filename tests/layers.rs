@@ -5,12 +5,14 @@
 use std::path::Path;
 
 /// Bottom to top. The first three are vocabulary (switches, the op set, activations) that any
-/// layer may name; `testing` holds test knobs over the engine; `cli` is the binary.
+/// layer may name; `testing` holds test knobs over the engine; `cli` and `sampler` are the
+/// binaries.
 const LAYERS: &[&str] = &[
     "options",
     "activation",
     "ops",
     "gpu",
+    "process",
     "fusion",
     "tensor",
     "testing",
@@ -23,6 +25,7 @@ const LAYERS: &[&str] = &[
     "train",
     "bench",
     "cli",
+    "sampler",
 ];
 
 /// The top-level module a source file belongs to (`None` for the crate roots).

@@ -20,8 +20,12 @@ pub struct EvalArgs {
     #[arg(long)]
     dataset: Option<String>,
     /// Toy models: fresh samples to score (default 10 000).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data_file")]
     samples: Option<usize>,
+    /// Toy models: score these points (`x,y` CSV lines or an [N, 2] `.npy`) instead of fresh
+    /// samples of the dataset.
+    #[arg(long, value_name = "P.csv", conflicts_with = "dataset")]
+    data_file: Option<PathBuf>,
     /// Image models: the first this many test images (default: the run's --eval-images).
     #[arg(long)]
     images: Option<usize>,
@@ -58,6 +62,9 @@ struct ToyJson {
     step: usize,
     /// The dataset's true entropy, where known.
     entropy: Option<Box<RawValue>>,
+    /// The points scored, with `--data-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_file: Option<String>,
 }
 
 /// `--json` of an image model.
@@ -80,6 +87,21 @@ fn toy(run: &ToyRun, args: &EvalArgs) -> Result {
     if args.images.is_some() {
         return Err("--images applies to image checkpoints; toy models take --samples".into());
     }
+    if let Some(path) = &args.data_file {
+        let points = resflow::data::toy::load_points(path)?;
+        let (n, step) = (points.len() / 2, run.step());
+        let nll = run.nll_of(&run.eval_store(), &points)?;
+        if args.json {
+            let data_file = Some(path.display().to_string());
+            println!(
+                "{}",
+                serde_json::to_string(&ToyJson { nll: fixed(nll, 5), samples: n, step, entropy: None, data_file })?
+            );
+        } else {
+            println!("NLL {nll:.4} nats on the {n} points of {} (step {step})", path.display());
+        }
+        return Ok(());
+    }
     let source = match &args.dataset {
         Some(d) => Source::Toy(ToyDataset::parse(d)?),
         None => run.source.clone(),
@@ -88,7 +110,10 @@ fn toy(run: &ToyRun, args: &EvalArgs) -> Result {
     let nll = run.test_nll(&run.eval_store(), &source, samples)?;
     if args.json {
         let entropy = source.entropy().map(|h| fixed(h, 4));
-        println!("{}", serde_json::to_string(&ToyJson { nll: fixed(nll, 5), samples, step, entropy })?);
+        println!(
+            "{}",
+            serde_json::to_string(&ToyJson { nll: fixed(nll, 5), samples, step, entropy, data_file: None })?
+        );
     } else {
         println!("test NLL {nll:.4} nats on {samples} fresh samples (step {step})");
     }
@@ -105,6 +130,9 @@ fn image(run: &mut ImageRun, args: &EvalArgs) -> Result {
     }
     if args.samples.is_some() {
         return Err("--samples applies to toy checkpoints; image models take --images".into());
+    }
+    if args.data_file.is_some() {
+        return Err("--data-file applies to toy checkpoints; score images with `resflow-sample score`".into());
     }
     let images = args.images.unwrap_or(run.config.eval_images);
     if images == 0 {

@@ -11,7 +11,6 @@ mod train;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use resflow::gpu::GpuError;
 use resflow::options::Precision;
 use resflow::Gpu;
 
@@ -51,37 +50,10 @@ enum Command {
 /// Parses the command line, runs the command, and prints its error as one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _runtime_dir = quiet_vulkan_loader();
     if trains_a_toy_model(&cli) {
         inline_software_driver();
     }
-    quiet_gpu_errors();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-        // The engine raises device errors as panics carrying a GpuError (its ops return
-        // plain values); they end here as one line like any other error.
-        Err(payload) => match payload.downcast_ref::<GpuError>() {
-            Some(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-            None => std::panic::resume_unwind(payload),
-        },
-    }
-}
-
-/// Keeps the panic hook from printing a backtrace note for a GpuError: `main` prints it.
-fn quiet_gpu_errors() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<GpuError>().is_none() {
-            default(info);
-        }
-    }));
+    resflow::process::run_main(|| run(cli))
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -98,28 +70,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(Command::Selfcheck) => selfcheck::run(&gpu),
         Some(Command::Bench(args)) => bench::run(&gpu, &args),
-    }
-}
-
-/// Mesa's Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset (headless machines,
-/// CI); give it a private directory before any thread starts, removed when `main` returns.
-fn quiet_vulkan_loader() -> Option<RuntimeDir> {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("resflow-xdg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    // SAFETY: called at the start of main, before any other thread exists.
-    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
-    Some(RuntimeDir(dir))
-}
-
-/// The private runtime directory; removed (with anything the driver left in it) on drop.
-struct RuntimeDir(std::path::PathBuf);
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

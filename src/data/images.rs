@@ -198,3 +198,111 @@ pub fn parse_digits_csv_gz(bytes: &[u8], what: &str) -> Result<ImageSet, DataErr
     }
     Ok(ImageSet { name: "digits".into(), pixels, labels, channels: 1, height: 8, width: 8, levels: 17, classes: 10 })
 }
+
+/// Images to score, for a model of `shape` [C, H, W] with `levels` quantisation levels, by the
+/// file's extension: one `.png` (8-bit grey or RGB), an IDX file of unsigned bytes
+/// ([N, H, W], or [N, H, W, C]; gzipped or not; any other extension), or a `.npy` array
+/// ([N, H, W] or [N, C, H, W]: bytes on the 0–255 scale, or floats in [0, 1]). Pixels are
+/// quantised to the model's levels; a shape that does not match the model's is an error
+/// naming both.
+pub fn load_images(path: &Path, shape: [usize; 3], levels: usize) -> Result<ImageSet, DataError> {
+    let what = path.display().to_string();
+    if !(2..=256).contains(&levels) {
+        return Err(DataError(format!("{what}: a model of {levels} levels does not score 8-bit images")));
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let [c, h, w] = shape;
+    let mismatch = |found: &[usize]| {
+        DataError(format!("{what} holds images of shape {found:?}; this model scores [{c}, {h}, {w}] (C, H, W)"))
+    };
+    // The pixels as [n, C, H, W] bytes on a scale of `top` + 1 levels.
+    let (pixels, top): (Vec<u8>, usize) = match ext {
+        "png" => {
+            let file = std::fs::File::open(path).map_err(|e| DataError(format!("cannot read {what}: {e}")))?;
+            let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+            decoder.set_transformations(png::Transformations::normalize_to_color8());
+            let bad = |e: png::DecodingError| DataError(format!("{what} is not a readable PNG: {e}"));
+            let mut reader = decoder.read_info().map_err(bad)?;
+            let mut buf = vec![0; reader.output_buffer_size()];
+            let info = reader.next_frame(&mut buf).map_err(bad)?;
+            let (iw, ih) = (info.width as usize, info.height as usize);
+            let channels = match info.color_type {
+                png::ColorType::Grayscale => 1,
+                png::ColorType::GrayscaleAlpha => 2,
+                png::ColorType::Rgb => 3,
+                png::ColorType::Rgba => 4,
+                png::ColorType::Indexed => return Err(DataError(format!("{what}: indexed PNGs are not read"))),
+            };
+            let color = if channels >= 3 { 3 } else { 1 };
+            if (color, ih, iw) != (c, h, w) {
+                return Err(mismatch(&[color, ih, iw]));
+            }
+            // Interleaved HWC (alpha dropped) to planar CHW.
+            let mut out = vec![0u8; c * h * w];
+            for (p, px) in buf[..info.buffer_size()].chunks_exact(channels).enumerate() {
+                for ch in 0..c {
+                    out[ch * h * w + p] = px[ch];
+                }
+            }
+            (out, 255)
+        }
+        "npy" => {
+            let a = super::npy::read_npy(path)?;
+            let dims = match a.shape.as_slice() {
+                [n, ih, iw] => [*n, 1, *ih, *iw],
+                [n, ic, ih, iw] => [*n, *ic, *ih, *iw],
+                other => return Err(mismatch(other)),
+            };
+            if dims[1..] != shape {
+                return Err(mismatch(&dims[1..]));
+            }
+            match a.values {
+                super::npy::NpyValues::Bytes(b) => (b, 255),
+                super::npy::NpyValues::Float(f) => {
+                    if let Some(i) = f.iter().position(|v| !(0.0..=1.0).contains(v)) {
+                        return Err(DataError(format!(
+                            "{what}: float pixels must lie in [0, 1]; value {i} is {}",
+                            f[i]
+                        )));
+                    }
+                    // Straight onto the model's levels (no detour through 8 bits).
+                    let top = levels - 1;
+                    (f.iter().map(|v| (v * top as f32).round() as u8).collect(), top)
+                }
+            }
+        }
+        _ => {
+            let a = read_idx(path)?;
+            let (n, ih, iw, ic) = match a.dims.as_slice() {
+                [n, ih, iw] => (*n, *ih, *iw, 1),
+                [n, ih, iw, ic] => (*n, *ih, *iw, *ic),
+                other => return Err(mismatch(other)),
+            };
+            if [ic, ih, iw] != shape {
+                return Err(mismatch(&[ic, ih, iw]));
+            }
+            // IDX stores channels last: to planar CHW per image.
+            let d = c * h * w;
+            let mut out = vec![0u8; n * d];
+            for (i, img) in a.data.chunks_exact(d).enumerate() {
+                for (p, px) in img.chunks_exact(c).enumerate() {
+                    for ch in 0..c {
+                        out[i * d + ch * h * w + p] = px[ch];
+                    }
+                }
+            }
+            (out, 255)
+        }
+    };
+    let n = pixels.len() / (c * h * w);
+    if n == 0 {
+        return Err(DataError(format!("{what} holds no images")));
+    }
+    // Onto the model's levels: v · (levels − 1) / top, rounded.
+    let pixels = if levels == top + 1 {
+        pixels
+    } else {
+        pixels.iter().map(|&v| ((v as usize * (levels - 1) + top / 2) / top) as u8).collect()
+    };
+    Ok(ImageSet { name: what, pixels, labels: vec![0; n], channels: c, height: h, width: w, levels, classes: 0 })
+}

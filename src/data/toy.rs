@@ -210,8 +210,10 @@ pub fn load_csv(path: &std::path::Path) -> Result<Vec<f32>, CsvError> {
     parse_csv(&text, &path.display().to_string())
 }
 
-/// [`load_csv`] of text already read; `what` names the source in errors.
-pub fn parse_csv(text: &str, what: &str) -> Result<Vec<f32>, CsvError> {
+/// The `x,y` rows of a CSV (an optional header first; a UTF-8 byte-order mark skipped), any
+/// number of them: a malformed row, or a number that is not a finite f32, is an error naming
+/// `file:line`. [`parse_csv`] adds the checks that points to train on must pass.
+pub fn parse_points(text: &str, what: &str) -> Result<Vec<f32>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let mut first = true;
@@ -240,6 +242,12 @@ pub fn parse_csv(text: &str, what: &str) -> Result<Vec<f32>, CsvError> {
             out.push(v32);
         }
     }
+    Ok(out)
+}
+
+/// [`load_csv`] of text already read; `what` names the source in errors.
+pub fn parse_csv(text: &str, what: &str) -> Result<Vec<f32>, CsvError> {
+    let out = parse_points(text, what)?;
     let n = out.len() / 2;
     if n < MIN_CSV_POINTS {
         return Err(CsvError(format!("{what}: {n} points; a 2-D density needs at least {MIN_CSV_POINTS}")));
@@ -268,4 +276,30 @@ fn spreads_in_two_dimensions(points: &[f32]) -> bool {
         sxy += dx * dy;
     }
     sxx > 0.0 && syy > 0.0 && sxx * syy - sxy * sxy > 1e-9 * sxx * syy
+}
+
+/// 2-D points to score, from `x,y` CSV lines or a `.npy` array of shape [N, 2] (by the
+/// extension); at least one point, every coordinate finite.
+pub fn load_points(path: &std::path::Path) -> Result<Vec<f32>, CsvError> {
+    let what = path.display().to_string();
+    let points = if path.extension().is_some_and(|e| e == "npy") {
+        let a = super::npy::read_npy(path).map_err(|e| CsvError(e.0))?;
+        let super::npy::NpyValues::Float(v) = a.values else {
+            return Err(CsvError(format!("{what}: points must be floats, found bytes")));
+        };
+        if a.shape.len() != 2 || a.shape[1] != 2 {
+            return Err(CsvError(format!("{what}: points must have shape [N, 2], found {:?}", a.shape)));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(CsvError(format!("{what}: point {} holds {}", i / 2, v[i])));
+        }
+        v
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| CsvError(format!("cannot read {what}: {e}")))?;
+        parse_points(&text, &what)?
+    };
+    if points.is_empty() {
+        return Err(CsvError(format!("{what} holds no points")));
+    }
+    Ok(points)
 }

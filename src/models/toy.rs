@@ -30,7 +30,7 @@ pub struct ToySpec {
 }
 
 /// The flow of `spec`, its parameters created in `store`.
-pub fn build(store: &mut ParamStore<Tensor>, spec: &ToySpec) -> Flow<Tensor> {
+pub fn build<T: TensorOps + 'static>(store: &mut ParamStore<T>, spec: &ToySpec) -> Flow<T> {
     let net = NetSpec {
         activation: spec.activation,
         coeff: spec.coeff,
@@ -42,7 +42,7 @@ pub fn build(store: &mut ParamStore<Tensor>, spec: &ToySpec) -> Flow<Tensor> {
     let mut widths = vec![2];
     widths.extend(&spec.hidden);
     widths.push(2);
-    let mut layers: Vec<Box<dyn FlowLayer<Tensor>>> = Vec::new();
+    let mut layers: Vec<Box<dyn FlowLayer<T>>> = Vec::new();
     for i in 0..spec.blocks {
         let g = LipschitzNet::mlp(store, &format!("block{i}.g"), &widths, &net);
         layers.push(Box::new(ResidualBlock::new(&format!("block{i}"), g, spec.estimator, spec.grad_mode)));
@@ -111,14 +111,17 @@ impl From<InverseError> for SampleError {
 
 /// `n` samples through the fixed-point inverse, `chunk` at a time, each chunk checked finite
 /// and handed to `sink` as `x, y` pairs before the next is drawn; memory does not grow with
-/// `n`. Chunk k draws stream k of `seed`, so one chunk is exactly [`sample`]. Returns the
-/// most iterations each block took.
+/// `n`. Chunk k draws stream k of `seed`, so one chunk is exactly [`sample`]. The base
+/// samples have standard deviation `temperature` (1: the model's own distribution). Returns
+/// the most iterations each block took.
+#[allow(clippy::too_many_arguments)]
 pub fn sample_chunks(
     gpu: &Gpu,
     flow: &Flow<Tensor>,
     store: &ParamStore<Tensor>,
     n: usize,
     seed: u64,
+    temperature: f32,
     chunk: usize,
     mut sink: impl FnMut(&[f32]) -> Result<(), String>,
 ) -> Result<Vec<usize>, SampleError> {
@@ -126,7 +129,7 @@ pub fn sample_chunks(
     let mut most: Vec<usize> = Vec::new();
     for (k, start) in (0..n).step_by(chunk).enumerate() {
         let m = chunk.min(n - start);
-        let z = Tensor::random(gpu, &[m, 2], Dist::Normal { mean: 0.0, std: 1.0 }, seed, k as u64);
+        let z = Tensor::random(gpu, &[m, 2], Dist::Normal { mean: 0.0, std: temperature }, seed, k as u64);
         let (x, iters) = flow.inverse(store, &z)?;
         let x = x.to_vec();
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
@@ -151,7 +154,7 @@ pub fn sample(
     seed: u64,
 ) -> Result<(Vec<f32>, Vec<usize>), SampleError> {
     let mut pts = Vec::with_capacity(2 * n);
-    let iters = sample_chunks(gpu, flow, store, n, seed, n.max(1), |x| {
+    let iters = sample_chunks(gpu, flow, store, n, seed, 1.0, n.max(1), |x| {
         pts.extend_from_slice(x);
         Ok(())
     })?;

@@ -53,6 +53,16 @@ macro_rules! each {
 }
 
 impl AnyRun {
+    /// The run saved in a checkpoint's bytes (a file read already, or one built into the
+    /// program); `what` names it in errors.
+    pub fn parse(gpu: &Gpu, bytes: &[u8], what: &str) -> Result<AnyRun, TrainError> {
+        let ck = Checkpoint::parse(bytes, what)?;
+        Ok(match ck.metadata.get("format").map(String::as_str) {
+            Some(image::FORMAT) => AnyRun::Image(Box::new(ImageRun::from_loaded(gpu, &ck, what)?)),
+            _ => AnyRun::Toy(Box::new(ToyRun::from_loaded(gpu, &ck, what)?)),
+        })
+    }
+
     /// The run saved in the checkpoint at `path`.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<AnyRun, TrainError> {
         Ok(match Family::of_checkpoint(path)? {

@@ -32,8 +32,12 @@ impl ImageRun {
 
     /// Rebuilds a run from a checkpoint (its config and image format), validating every tensor.
     pub fn from_checkpoint(gpu: &Gpu, path: &Path) -> Result<ImageRun, TrainError> {
-        let ck = Checkpoint::load(path)?;
-        let bad = |why: String| TrainError(format!("{} does not match this model: {why}", path.display()));
+        ImageRun::from_loaded(gpu, &Checkpoint::load(path)?, &path.display().to_string())
+    }
+
+    /// [`ImageRun::from_checkpoint`] of a checkpoint already read; `what` names it in errors.
+    pub fn from_loaded(gpu: &Gpu, ck: &Checkpoint, what: &str) -> Result<ImageRun, TrainError> {
+        let bad = |why: String| TrainError(format!("{what} does not match this model: {why}"));
         if ck.meta("format")? != FORMAT {
             return Err(bad(format!("format {:?}, expected {FORMAT:?}", ck.meta("format")?)));
         }
@@ -59,7 +63,7 @@ impl ImageRun {
             )));
         }
         let mut run = Self::build(gpu, config, format)?;
-        take_training_state(&ck, &[], &mut run.store, &mut run.adam, &mut run.ema, bad)?;
+        take_training_state(ck, &[], &mut run.store, &mut run.adam, &mut run.ema, bad)?;
         run.adam.step = number("step")?;
         run.initialized = ck.metadata.get("initialized").is_some_and(|v| v == "true");
         if let Some(log) = ck.metadata.get("log") {

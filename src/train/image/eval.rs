@@ -8,7 +8,8 @@ use rand::SeedableRng;
 
 use super::run::images_per_pass;
 use super::ImageRun;
-use crate::flow::FlowCtx;
+use crate::data::ImageSet;
+use crate::flow::{Estimator, FlowCtx};
 use crate::nn::{Binder, ParamStore, PowerIters};
 use crate::ops::{Dist, TensorOps};
 use crate::tape::{Tape, Var};
@@ -76,18 +77,99 @@ impl ImageRun {
         })
     }
 
+    /// Bits/dim of every image of `set` (the model's shape and levels), estimated `draws`
+    /// times with fresh dequantisation noise and estimator draws: each image's mean and the
+    /// standard error of that mean (`None` for one draw). The estimator is the evaluation one
+    /// (20 exact terms and the unbiased rest), or the first `exact_terms` terms of the series.
+    pub fn score(
+        &self,
+        store: &ParamStore<Tensor>,
+        set: &ImageSet,
+        draws: usize,
+        exact_terms: Option<usize>,
+        seed: u64,
+    ) -> Result<Vec<(f64, Option<f64>)>, TrainError> {
+        if set.shape() != self.format.shape || set.levels != self.format.levels {
+            return Err(TrainError(format!(
+                "{}: images of shape {:?} with {} levels; this model scores {:?} with {} levels",
+                set.name,
+                set.shape(),
+                set.levels,
+                self.format.shape,
+                self.format.levels
+            )));
+        }
+        if draws == 0 {
+            return Err(TrainError("--draws must be at least 1".into()));
+        }
+        let n = set.len();
+        let chunk = images_per_pass(&self.gpu, &self.config, &self.format).clamp(1, 1024);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sums = vec![(0.0f64, 0.0f64); n];
+        for draw in 0..draws {
+            for (k, start) in (0..n).step_by(chunk).enumerate() {
+                let idx: Vec<usize> = (start..(start + chunk).min(n)).collect();
+                let x = self.tensor(&set.dequantize(&idx, &mut rng), idx.len());
+                let tape = Tape::no_grad();
+                let b = Binder::new(store, &tape);
+                let stream = step_seed(seed, draw, 1 + k as u64);
+                let mut ctx = FlowCtx::new(&b, stream, true);
+                if let Some(terms) = exact_terms {
+                    ctx = ctx.with_estimator(Estimator::Truncated(terms));
+                }
+                let out = self.model.forward(&ctx, &Var::constant(x));
+                for (i, lp) in idx.iter().zip(self.model.log_prob(&out, &ctx).value.to_host()) {
+                    let bpd = self.format.bits_per_dim(lp);
+                    if !bpd.is_finite() {
+                        return Err(TrainError(format!("image {i} of {} scored {bpd} bits/dim", set.name)));
+                    }
+                    sums[*i].0 += bpd;
+                    sums[*i].1 += bpd * bpd;
+                }
+            }
+        }
+        let r = draws as f64;
+        Ok(sums
+            .into_iter()
+            .map(|(s, s2)| {
+                let mean = s / r;
+                let se = (draws > 1).then(|| ((s2 - r * mean * mean).max(0.0) / (r - 1.0) / r).sqrt());
+                (mean, se)
+            })
+            .collect())
+    }
+
     /// `n` samples through the fixed-point inverse of every scale (values in [0, 1],
     /// [n, C, H, W]) and the most iterations each residual block took, in passes that fit the
     /// device (pass k draws streams k·L.. of `seed` for L latents: one pass is the old draw).
+    /// The latents have standard deviation `temperature` (1: the model's own distribution).
     pub fn sample(
         &self,
         store: &ParamStore<Tensor>,
         n: usize,
         seed: u64,
+        temperature: f32,
     ) -> Result<(Vec<f32>, Vec<usize>), TrainError> {
+        let mut out = Vec::with_capacity(n * self.format.dim());
+        let iters = self.sample_chunks(store, n, seed, temperature, |x| {
+            out.extend_from_slice(x);
+            Ok(())
+        })?;
+        Ok((out, iters))
+    }
+
+    /// [`ImageRun::sample`] a pass at a time: each pass's images are checked finite and handed
+    /// to `sink` before the next is drawn, so memory does not grow with `n`.
+    pub fn sample_chunks(
+        &self,
+        store: &ParamStore<Tensor>,
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        mut sink: impl FnMut(&[f32]) -> Result<(), String>,
+    ) -> Result<Vec<usize>, TrainError> {
         let latents = self.model.latent_shapes();
         let chunk = images_per_pass(&self.gpu, &self.config, &self.format).clamp(1, 1024);
-        let mut out = Vec::with_capacity(n * self.format.dim());
         let mut most: Vec<usize> = Vec::new();
         for (k, start) in (0..n).step_by(chunk).enumerate() {
             let m = chunk.min(n - start);
@@ -98,7 +180,7 @@ impl ImageRun {
                     let mut shape = vec![m];
                     shape.extend(s);
                     let stream = (k * latents.len() + i) as u64;
-                    Tensor::random(&self.gpu, &shape, Dist::Normal { mean: 0.0, std: 1.0 }, seed, stream)
+                    Tensor::random(&self.gpu, &shape, Dist::Normal { mean: 0.0, std: temperature }, seed, stream)
                 })
                 .collect();
             let (x, iters) = self.model.inverse(store, &parts)?;
@@ -114,9 +196,9 @@ impl ImageRun {
             for (a, b) in most.iter_mut().zip(&iters) {
                 *a = (*a).max(*b);
             }
-            out.extend(x);
+            sink(&x).map_err(TrainError)?;
         }
-        Ok((out, most))
+        Ok(most)
     }
 
     /// A PNG grid of `n` samples; returns the iterations per residual block.
@@ -127,7 +209,7 @@ impl ImageRun {
         seed: u64,
         path: &Path,
     ) -> Result<Vec<usize>, TrainError> {
-        let (x, iters) = self.sample(store, n, seed)?;
+        let (x, iters) = self.sample(store, n, seed, 1.0)?;
         let cols = (n as f64).sqrt().ceil() as usize;
         let scale = (96 / self.format.shape[1]).max(1);
         Image::grid(&x, self.format.shape, cols, scale).save_png(path).map_err(|e| TrainError(e.to_string()))?;

@@ -156,6 +156,27 @@ impl ToyRun {
         TrainError::finite("the test NLL", -total / samples as f64)
     }
 
+    /// log p (nats, exact log-det) of each of the 2-D `points`, on the given weights; a
+    /// non-finite density is an error naming the point.
+    pub fn log_density(&self, store: &ParamStore<Tensor>, points: &[f32]) -> Result<Vec<f64>, TrainError> {
+        let lp = toy::log_density(&self.gpu, &self.flow, store, points, self.chunk().min(10_000));
+        match lp.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(TrainError(format!(
+                "point {i} ({}, {}) has log-density {}: the model is not finite there",
+                points[2 * i],
+                points[2 * i + 1],
+                lp[i]
+            ))),
+            None => Ok(lp),
+        }
+    }
+
+    /// The mean negative log-density (nats) of the 2-D `points`.
+    pub fn nll_of(&self, store: &ParamStore<Tensor>, points: &[f32]) -> Result<f64, TrainError> {
+        let lp = self.log_density(store, points)?;
+        TrainError::finite("the NLL", -lp.iter().sum::<f64>() / lp.len().max(1) as f64)
+    }
+
     /// Parameters, Adam moments, EMA, step and config in one safetensors file.
     pub fn to_checkpoint(&self) -> Checkpoint {
         let mut ck = Checkpoint::default();

@@ -51,7 +51,7 @@ impl ToyRun {
                 let mut file = AtomicFile::create(out)?;
                 file.write_all(b"x,y\n")?;
                 let mut line = String::new();
-                let iters = toy::sample_chunks(&self.gpu, &self.flow, store, n, seed, chunk, |pts| {
+                let iters = toy::sample_chunks(&self.gpu, &self.flow, store, n, seed, 1.0, chunk, |pts| {
                     line.clear();
                     for p in pts.chunks_exact(2) {
                         use std::fmt::Write;
@@ -64,7 +64,7 @@ impl ToyRun {
             }
             SampleFile::Png => {
                 let mut histogram = Histogram::new(4.0, 100);
-                let iters = toy::sample_chunks(&self.gpu, &self.flow, store, n, seed, chunk, |pts| {
+                let iters = toy::sample_chunks(&self.gpu, &self.flow, store, n, seed, 1.0, chunk, |pts| {
                     histogram.add(pts);
                     Ok(())
                 })?;
