@@ -305,12 +305,12 @@ impl Gpu {
 
     // ---------------------------------------------------------------- kernels
 
-    /// The compiled kernel for `spec`, compiled on first use and cached after.
     /// How many kernels have been compiled (each distinct spec once).
     pub fn compiled_kernels(&self) -> usize {
         self.inner.kernels.lock().unwrap().len()
     }
 
+    /// The compiled kernel for `spec`, compiled on first use and cached after.
     pub fn kernel(&self, spec: &KernelSpec) -> Arc<Kernel> {
         let key = spec.cache_key();
         if let Some(k) = self.inner.kernels.lock().unwrap().get(&key) {
