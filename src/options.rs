@@ -149,10 +149,18 @@ impl Default for RuntimeOptions {
 }
 
 impl RuntimeOptions {
-    /// The options of this process, read from the environment on first use.
+    /// The options of this process, read from the environment on first use. In a browser,
+    /// where there is no environment, no clock to time probes with and no blocking readback,
+    /// every adapter takes the GPU profile's storage-buffer kernels and no tile probe runs.
     pub fn get() -> &'static RuntimeOptions {
         static OPTIONS: OnceLock<RuntimeOptions> = OnceLock::new();
-        OPTIONS.get_or_init(|| RuntimeOptions::parse(|name| std::env::var(name).ok()))
+        OPTIONS.get_or_init(|| {
+            if cfg!(target_arch = "wasm32") {
+                RuntimeOptions { profile: Some(Profile::Gpu), tile_probe: TileProbe::Off, ..RuntimeOptions::default() }
+            } else {
+                RuntimeOptions::parse(|name| std::env::var(name).ok())
+            }
+        })
     }
 
     /// The options from a lookup of variable names (the environment, or a test's table).

@@ -33,11 +33,13 @@ fn gpu_philox_matches_reference_bits() {
     let r = Tensor::random(&gpu, &[333], Dist::Rademacher, seed, 7).to_vec();
     let want = random_values(333, Dist::Rademacher, seed, 7);
     assert!(r.iter().zip(&want).all(|(g, w)| *g as f64 == *w));
-    let z = Tensor::random(&gpu, &[999], Dist::Normal { mean: 1.0, std: 2.0 }, seed, 7).to_vec();
-    let want = random_values(999, Dist::Normal { mean: 1.0, std: 2.0 }, seed, 7);
-    for (g, w) in z.iter().zip(&want) {
-        assert!((*g as f64 - w).abs() < 1e-4 * (1.0 + w.abs()), "normal {g} vs {w}");
-    }
+    // Box–Muller's angle goes through the shader's own sin and cos (exact reduction, then
+    // polynomials), so a normal is within a few f32 roundings of the f64 value on every device
+    // (WGSL's built-in cos may err by 2⁻¹¹, which a 1e-4 tolerance would have let through).
+    let z = Tensor::random(&gpu, &[4001], Dist::Normal { mean: 1.0, std: 2.0 }, seed, 7).to_vec();
+    let want = random_values(4001, Dist::Normal { mean: 1.0, std: 2.0 }, seed, 7);
+    let worst = z.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs() / (1.0 + w.abs())).fold(0.0, f64::max);
+    assert!(worst < 2e-6, "normals differ from the reference by up to {worst:e} (relative)");
 }
 
 fn moments(v: &[f32]) -> (f64, f64) {

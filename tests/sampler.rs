@@ -295,11 +295,20 @@ fn links(program: &str, symbol: &str) -> bool {
 #[test]
 fn the_sampler_links_no_training_loop_optimiser_or_bench() {
     let (main, sampler) = (env!("CARGO_BIN_EXE_resflow"), env!("CARGO_BIN_EXE_resflow-sample"));
-    // As mangled path segments: the training loop, a training step, Adam's step, the plot of
-    // training curves, and the benchmarks.
-    for symbol in ["7trainer5train", "10train_step", "Adam$LT$T$GT$4step", "5Image4plot", "7resflow5bench"] {
-        assert!(links(main, symbol), "the training program should hold {symbol} (is the test still looking right?)");
-        assert!(!links(sampler, symbol), "resflow-sample links {symbol}");
+    // Each part as mangled path segments of functions that hold it; the compiler may inline
+    // one into another, so the training program must hold at least one of each group.
+    let parts: [(&str, &[&str]); 5] = [
+        ("the training loop", &["7trainer5train", "6AnyRun5train"]),
+        ("a training step", &["10train_step"]),
+        ("Adam's step", &["Adam$LT$T$GT$4step", "11clip_factor"]),
+        ("the plot of training curves", &["5Image4plot"]),
+        ("the benchmarks", &["7resflow5bench"]),
+    ];
+    for (part, symbols) in parts {
+        assert!(symbols.iter().any(|s| links(main, s)), "resflow should hold {part} (is this test looking right?)");
+        for symbol in symbols {
+            assert!(!links(sampler, symbol), "resflow-sample links {part} ({symbol})");
+        }
     }
 }
 

@@ -42,6 +42,29 @@ fn unit(w: u32) -> f32 {
     return f32(w >> 8u) * 5.9604645e-8;
 }
 
+// (sin, cos) of the angle 2π·k/2²⁴ for the top 24 bits k of `w`. WGSL lets the built-in sin
+// and cos err by 2⁻¹¹ inside [−π, π] and leaves them unbounded outside, so devices disagree
+// by ~10⁻⁴ (SwiftShader does); here the angle is reduced exactly, in integers, to [0, π/4],
+// where Taylor polynomials are good to f32 rounding, and the quadrant is applied by symmetry.
+fn sincos_turn(w: u32) -> vec2<f32> {
+    let k = w >> 8u;
+    let quadrant = k >> 22u;
+    let r = k & 0x3FFFFFu;
+    let reflected = r > 0x200000u;
+    let x = f32(select(r, 0x400000u - r, reflected)) * 3.7450703e-7; // (π/2) / 2²²
+    let x2 = x * x;
+    let s = x * (1.0 + x2 * (-0.16666667 + x2 * (0.008333334 + x2 * (-1.984127e-4 + x2 * 2.7557319e-6))));
+    let c = 1.0 + x2 * (-0.5 + x2 * (0.041666668 + x2 * (-0.0013888889 + x2 * 2.4801587e-5)));
+    var sc = select(vec2<f32>(s, c), vec2<f32>(c, s), reflected);
+    switch quadrant {
+        case 1u: { sc = vec2<f32>(sc.y, -sc.x); }
+        case 2u: { sc = -sc; }
+        case 3u: { sc = vec2<f32>(-sc.y, sc.x); }
+        default: {}
+    }
+    return sc;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * 256u;
@@ -59,9 +82,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             // u1 in (0, 1] keeps the logarithm finite.
             let r0 = sqrt(-2.0 * log(unit(w.x) + 5.9604645e-8));
             let r1 = sqrt(-2.0 * log(unit(w.z) + 5.9604645e-8));
-            let t0 = 6.2831855 * unit(w.y);
-            let t1 = 6.2831855 * unit(w.w);
-            out = p.lo + p.hi * vec4<f32>(r0 * cos(t0), r0 * sin(t0), r1 * cos(t1), r1 * sin(t1));
+            let a0 = sincos_turn(w.y);
+            let a1 = sincos_turn(w.w);
+            out = p.lo + p.hi * vec4<f32>(r0 * a0.y, r0 * a0.x, r1 * a1.y, r1 * a1.x);
         }
         default: {
             out = select(vec4<f32>(-1.0), vec4<f32>(1.0), (w >> vec4<u32>(31u)) == vec4<u32>(1u));

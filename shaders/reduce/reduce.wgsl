@@ -10,7 +10,9 @@ struct Params { outer: u32, n: u32, inner: u32, seg_len: u32, segs: u32, scale: 
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 override OP: u32 = 0u;
-const NEG_INF: f32 = -3.4028235e38;
+// -f32::MAX as a hex float: Tint reads the decimal -3.4028235e38 exactly, above f32's range,
+// and rejects the shader.
+const NEG_INF: f32 = -0x1.fffffep+127f;
 
 struct Acc { m: f32, s: f32 }
 

@@ -99,6 +99,10 @@ impl<'a, T: TensorOps> FlowCtx<'a, T> {
     }
 }
 
+/// The outcome of [`FlowLayer::inverse_async`].
+pub type InverseFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(T, usize), InverseError>> + 'a>>;
+
 /// An invertible layer.
 pub trait FlowLayer<T: TensorOps> {
     fn name(&self) -> &str;
@@ -106,6 +110,11 @@ pub trait FlowLayer<T: TensorOps> {
     fn forward(&self, ctx: &FlowCtx<'_, T>, x: &Var<T>) -> (Var<T>, Var<T>);
     /// x = F⁻¹(y), with the iterations it took (0 for closed-form inverses).
     fn inverse(&self, store: &ParamStore<T>, y: &T) -> Result<(T, usize), InverseError>;
+    /// [`FlowLayer::inverse`] as a future, for callers that cannot block on a readback (a
+    /// browser). Layers whose inverse reads nothing back keep this default.
+    fn inverse_async<'a>(&'a self, store: &'a ParamStore<T>, y: &'a T) -> InverseFuture<'a, T> {
+        Box::pin(std::future::ready(self.inverse(store, y)))
+    }
     /// Data-dependent initialisation from a batch; returns the layer's output for the next one.
     fn initialize(&self, store: &mut ParamStore<T>, x: &T) -> T;
     /// Spectral-norm power iterations (no-op for layers without).
@@ -160,10 +169,15 @@ impl<T: TensorOps> Flow<T> {
 
     /// x = F⁻¹(z), with the iterations each layer with an iterative inverse took.
     pub fn inverse(&self, store: &ParamStore<T>, z: &T) -> Result<(T, Vec<usize>), InverseError> {
+        pollster::block_on(self.inverse_async(store, z))
+    }
+
+    /// [`Flow::inverse`] as a future (see [`FlowLayer::inverse_async`]).
+    pub async fn inverse_async(&self, store: &ParamStore<T>, z: &T) -> Result<(T, Vec<usize>), InverseError> {
         let mut h = z.clone();
         let mut iters = Vec::with_capacity(self.layers.len());
         for layer in self.layers.iter().rev() {
-            let (x, n) = layer.inverse(store, &h)?;
+            let (x, n) = layer.inverse_async(store, &h).await?;
             if layer.iterative_inverse() {
                 iters.push(n);
             }

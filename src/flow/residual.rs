@@ -122,18 +122,25 @@ impl ResidualBlock {
     /// Steps x ← y − g(x) from `x` until max|x_{i+1} − x_i| ≤ atol + rtol·|y|, a non-finite
     /// step, or `o.max_iters`: the last iterate, the steps taken and the last step's excess
     /// over the tolerance (≤ 0: converged).
-    fn fixed_point<T: TensorOps>(&self, store: &ParamStore<T>, y: &T, mut x: T, o: InverseOptions) -> (T, usize, f64) {
+    /// A future: each convergence check awaits its readback (ready at once natively).
+    async fn fixed_point<T: TensorOps>(
+        &self,
+        store: &ParamStore<T>,
+        y: &T,
+        mut x: T,
+        o: InverseOptions,
+    ) -> (T, usize, f64) {
         let tolerance = y.unary(Unary::Abs).unary(Unary::Affine(o.rtol, o.atol));
         let mut excess = f64::INFINITY;
         for it in 1..=o.max_iters {
             let next = y.sub(&self.g.eval(store, &x));
             let step = next.sub(&x).unary(Unary::Abs);
-            excess = step.sub(&tolerance).reduce(Reduce::Max, None, false).to_host()[0];
+            excess = step.sub(&tolerance).reduce(Reduce::Max, None, false).to_host_async().await[0];
             x = next;
             // WGSL's `max` drops a NaN operand, so the maximum alone can look converged while
             // some entries are NaN; the sum of the steps carries any NaN or infinity through.
             if excess <= 0.0 || it == o.max_iters {
-                let total = step.reduce(Reduce::Sum, None, false).to_host()[0];
+                let total = step.reduce(Reduce::Sum, None, false).to_host_async().await[0];
                 if !total.is_finite() {
                     excess = f64::NAN;
                 }
@@ -456,28 +463,36 @@ impl<T: TensorOps> FlowLayer<T> for ResidualBlock {
     }
 
     fn inverse(&self, store: &ParamStore<T>, y: &T) -> Result<(T, usize), InverseError> {
-        let o = self.inverse_options;
-        let start = y.sub(&self.g.eval(store, y));
-        let (x, outcome) = if y.half_operands() {
-            // With f16 operands g(x) carries rounding noise (~10⁻³ of |g|) that no iterate
-            // settles below: iterate in f16 to a tolerance above that noise, then refine in f32
-            // from there (a few steps: the error shrinks by Lip(g) per step).
-            let coarse = InverseOptions { atol: o.atol.max(F16_INVERSE_TOL), rtol: o.rtol.max(F16_INVERSE_TOL), ..o };
-            let (x, steps, excess) = self.fixed_point(store, y, start, coarse);
-            if !excess.is_finite() {
-                return Err(InverseError { block: self.name.clone(), iterations: steps, excess });
+        pollster::block_on(self.inverse_async(store, y))
+    }
+
+    fn inverse_async<'a>(&'a self, store: &'a ParamStore<T>, y: &'a T) -> crate::flow::InverseFuture<'a, T> {
+        Box::pin(async move {
+            let o = self.inverse_options;
+            let start = y.sub(&self.g.eval(store, y));
+            let (x, outcome) = if y.half_operands() {
+                // With f16 operands g(x) carries rounding noise (~10⁻³ of |g|) that no iterate
+                // settles below: iterate in f16 to a tolerance above that noise, then refine in
+                // f32 from there (a few steps: the error shrinks by Lip(g) per step). (Native
+                // only: the browser offers no f16 precision switch.)
+                let coarse =
+                    InverseOptions { atol: o.atol.max(F16_INVERSE_TOL), rtol: o.rtol.max(F16_INVERSE_TOL), ..o };
+                let (x, steps, excess) = self.fixed_point(store, y, start, coarse).await;
+                if !excess.is_finite() {
+                    return Err(InverseError { block: self.name.clone(), iterations: steps, excess });
+                }
+                let rest = InverseOptions { max_iters: o.max_iters.saturating_sub(steps).max(1), ..o };
+                let (x, more, excess) = y.at_full_precision(|| pollster::block_on(self.fixed_point(store, y, x, rest)));
+                (x, (steps + more, excess))
+            } else {
+                let (x, steps, excess) = self.fixed_point(store, y, start, o).await;
+                (x, (steps, excess))
+            };
+            match outcome {
+                (n, excess) if excess <= 0.0 => Ok((x, n)),
+                (iterations, excess) => Err(InverseError { block: self.name.clone(), iterations, excess }),
             }
-            let rest = InverseOptions { max_iters: o.max_iters.saturating_sub(steps).max(1), ..o };
-            let (x, more, excess) = y.at_full_precision(|| self.fixed_point(store, y, x, rest));
-            (x, (steps + more, excess))
-        } else {
-            let (x, steps, excess) = self.fixed_point(store, y, start, o);
-            (x, (steps, excess))
-        };
-        match outcome {
-            (n, excess) if excess <= 0.0 => Ok((x, n)),
-            (iterations, excess) => Err(InverseError { block: self.name.clone(), iterations, excess }),
-        }
+        })
     }
 
     fn initialize(&self, store: &mut ParamStore<T>, x: &T) -> T {

@@ -89,11 +89,15 @@ impl DeviceErrors {
 /// Picks an adapter (by `name` substring, case-insensitive, if given) and opens a device with the
 /// adapter's real limits and the optional features we can use, less `withheld` (tests of what
 /// happens on adapters without a feature).
-pub(crate) fn open(name: Option<&str>, withheld: wgpu::Features) -> Result<Opened, GpuError> {
+pub(crate) async fn open(name: Option<&str>, withheld: wgpu::Features) -> Result<Opened, GpuError> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    desc.backends = if cfg!(target_arch = "wasm32") {
+        wgpu::Backends::BROWSER_WEBGPU
+    } else {
+        wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+    };
     let instance = wgpu::Instance::new(desc);
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = adapters(&instance).await;
     let describe = |a: &wgpu::Adapter| {
         let i = a.get_info();
         format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
@@ -118,15 +122,17 @@ pub(crate) fn open(name: Option<&str>, withheld: wgpu::Features) -> Result<Opene
         | wgpu::Features::SHADER_INT64
         | wgpu::Features::SUBGROUP;
     let features = adapter.features() & optional & !withheld;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("resflow"),
-        required_features: features,
-        required_limits: limits.clone(),
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        trace: wgpu::Trace::Off,
-    }))
-    .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("resflow"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await
+        .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
     let errors = DeviceErrors::default();
     let recorder = errors.clone();
     device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| recorder.record(one_line(&e.to_string()))));
@@ -137,6 +143,19 @@ pub(crate) fn open(name: Option<&str>, withheld: wgpu::Features) -> Result<Opene
         }
     });
     Ok(Opened { adapter_info: adapter.get_info(), device, queue, limits, features, errors })
+}
+
+/// Every adapter the instance offers; a browser offers one, on request.
+async fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    if cfg!(target_arch = "wasm32") {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        instance.request_adapter(&options).await.into_iter().collect()
+    } else {
+        instance.enumerate_adapters(wgpu::Backends::all()).await
+    }
 }
 
 /// wgpu's multi-line error reports as one line.

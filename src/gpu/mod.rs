@@ -6,6 +6,7 @@
 mod device;
 pub mod kernels;
 mod pool;
+mod readback;
 mod recorder;
 mod texture;
 mod timer;
@@ -102,10 +103,20 @@ impl Gpu {
         Gpu::open(None, RuntimeOptions::get().shader_checks, withheld)
     }
 
+    /// Opens the preferred adapter as a future: what a browser, where opening a device cannot
+    /// block, awaits.
+    pub async fn open_async(adapter: Option<&str>) -> Result<Gpu, GpuError> {
+        Gpu::open_with(adapter, RuntimeOptions::get().shader_checks, wgpu::Features::empty()).await
+    }
+
     fn open(adapter: Option<&str>, runtime_checks: bool, withheld: wgpu::Features) -> Result<Gpu, GpuError> {
+        pollster::block_on(Gpu::open_with(adapter, runtime_checks, withheld))
+    }
+
+    async fn open_with(adapter: Option<&str>, runtime_checks: bool, withheld: wgpu::Features) -> Result<Gpu, GpuError> {
         let options = RuntimeOptions::get();
         let name = adapter.map(str::to_string).or_else(|| options.adapter.clone());
-        let opened = device::open(name.as_deref(), withheld)?;
+        let opened = device::open(name.as_deref(), withheld).await?;
         let rec = Recorder::new(&opened.device, &opened.limits);
         let adapter_profile =
             if opened.adapter_info.device_type == wgpu::DeviceType::Cpu { Profile::Cpu } else { Profile::Gpu };
@@ -268,22 +279,33 @@ impl Gpu {
         buf
     }
 
-    /// Copies `bytes` from `src` into a CPU vector (submits and waits).
+    /// Copies `bytes` from `src` into a CPU vector (submits and waits). A browser cannot wait
+    /// for the device: there, use [`Gpu::read_async`].
     pub fn read(&self, src: &DeviceBuffer, bytes: u64) -> Vec<u8> {
+        if cfg!(target_arch = "wasm32") {
+            panic!("a blocking readback in the browser, where it would never complete (read_async is the one to use)");
+        }
+        pollster::block_on(self.read_async(src, bytes))
+    }
+
+    /// [`Gpu::read`] as a future: natively it is ready when first polled (the device is
+    /// waited for), in a browser when the page's event loop has mapped the buffer.
+    pub async fn read_async(&self, src: &DeviceBuffer, bytes: u64) -> Vec<u8> {
         let len = bytes.div_ceil(4) * 4;
         if len == 0 {
             return Vec::new();
         }
         let staging = self.alloc_kind(BufferKind::Readback, len);
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, staging.raw(), 0, len));
-        self.sync();
+        self.flush();
         let slice = staging.raw().slice(0..len);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait();
-        let mapped = rx.recv().map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+        let mapping = readback::Mapping::default();
+        let done = mapping.clone();
+        slice.map_async(wgpu::MapMode::Read, move |r| done.complete(r.map_err(|e| e.to_string())));
+        if !cfg!(target_arch = "wasm32") {
+            self.wait();
+        }
+        let mapped = mapping.await;
         if let Err(e) = mapped {
             self.raise_device_errors();
             std::panic::panic_any(GpuError::Device(format!("mapping a readback buffer failed: {e}")));

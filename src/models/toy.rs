@@ -66,13 +66,25 @@ pub fn widest(spec: &ToySpec) -> usize {
 
 /// log p(x) of 2-D points under the flow (exact log-det), `chunk` points a pass.
 pub fn log_density(gpu: &Gpu, flow: &Flow<Tensor>, store: &ParamStore<Tensor>, pts: &[f32], chunk: usize) -> Vec<f64> {
+    pollster::block_on(log_density_async(gpu, flow, store, pts, chunk))
+}
+
+/// [`log_density`] as a future, for callers that cannot block on a readback (a browser).
+pub async fn log_density_async(
+    gpu: &Gpu,
+    flow: &Flow<Tensor>,
+    store: &ParamStore<Tensor>,
+    pts: &[f32],
+    chunk: usize,
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(pts.len() / 2);
     for chunk in pts.chunks(2 * chunk.max(1)) {
         let x = Tensor::from_slice(gpu, chunk, &[chunk.len() / 2, 2]).expect("2-D points");
         let tape = Tape::no_grad();
         let b = Binder::new(store, &tape);
         let ctx = FlowCtx::new(&b, 0, true).with_estimator(Estimator::Exact);
-        out.extend(flow.log_prob(&ctx, &Var::constant(x)).value.to_host());
+        let lp = flow.log_prob(&ctx, &Var::constant(x)).value;
+        out.extend(lp.to_vec_async().await.into_iter().map(f64::from));
     }
     out
 }
@@ -123,6 +135,21 @@ pub fn sample_chunks(
     seed: u64,
     temperature: f32,
     chunk: usize,
+    sink: impl FnMut(&[f32]) -> Result<(), String>,
+) -> Result<Vec<usize>, SampleError> {
+    pollster::block_on(sample_chunks_async(gpu, flow, store, n, seed, temperature, chunk, sink))
+}
+
+/// [`sample_chunks`] as a future, for callers that cannot block on a readback (a browser).
+#[allow(clippy::too_many_arguments)]
+pub async fn sample_chunks_async(
+    gpu: &Gpu,
+    flow: &Flow<Tensor>,
+    store: &ParamStore<Tensor>,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    chunk: usize,
     mut sink: impl FnMut(&[f32]) -> Result<(), String>,
 ) -> Result<Vec<usize>, SampleError> {
     let chunk = chunk.max(1);
@@ -130,8 +157,8 @@ pub fn sample_chunks(
     for (k, start) in (0..n).step_by(chunk).enumerate() {
         let m = chunk.min(n - start);
         let z = Tensor::random(gpu, &[m, 2], Dist::Normal { mean: 0.0, std: temperature }, seed, k as u64);
-        let (x, iters) = flow.inverse(store, &z)?;
-        let x = x.to_vec();
+        let (x, iters) = flow.inverse_async(store, &z).await?;
+        let x = x.to_vec_async().await;
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(SampleError::NonFinite { index: start + i / 2, value: x[i] });
         }

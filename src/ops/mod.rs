@@ -226,6 +226,9 @@ pub enum Dist {
     Rademacher,
 }
 
+/// The values of a readback, when they arrive.
+pub type HostFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<f64>> + 'a>>;
+
 /// The op set. Shapes are checked by the implementations and reported as [`ShapeError`]
 /// panics only at the API edge (`try_*` variants return them); internal callers pass valid shapes.
 pub trait TensorOps: Clone + Sized + 'static {
@@ -249,6 +252,11 @@ pub trait TensorOps: Clone + Sized + 'static {
     }
     /// The values, widened to f64, on the host (a readback on the GPU).
     fn to_host(&self) -> Vec<f64>;
+    /// [`TensorOps::to_host`] as a future: in a browser a readback completes only once the
+    /// page's event loop has run, so code that must run there awaits this instead.
+    fn to_host_async(&self) -> HostFuture<'_> {
+        Box::pin(std::future::ready(self.to_host()))
+    }
     /// Whether matmuls and convolutions on this tensor's device read f16 operands
     /// (`Precision::F16`): weight norms are then measured on the f16-rounded weights.
     fn half_operands(&self) -> bool {

@@ -120,6 +120,12 @@ impl Tensor {
         bytemuck::cast_slice(&bytes).to_vec()
     }
 
+    /// [`Tensor::to_vec`] as a future (see [`TensorOps::to_host_async`]).
+    pub async fn to_vec_async(&self) -> Vec<f32> {
+        let bytes = self.gpu.read_async(self.buffer(), bytes_of(self.numel())).await;
+        bytemuck::cast_slice(&bytes).to_vec()
+    }
+
     /// The single value of a one-element tensor.
     pub fn item(&self) -> f32 {
         assert_eq!(self.numel(), 1, "item() of a tensor of shape {:?}", self.shape);
@@ -193,6 +199,9 @@ impl TensorOps for Tensor {
     }
     fn to_host(&self) -> Vec<f64> {
         self.to_vec().into_iter().map(f64::from).collect()
+    }
+    fn to_host_async(&self) -> crate::ops::HostFuture<'_> {
+        Box::pin(async move { self.to_vec_async().await.into_iter().map(f64::from).collect() })
     }
     fn half_operands(&self) -> bool {
         self.gpu.precision() == crate::options::Precision::F16

@@ -153,10 +153,12 @@ impl AtomicFile {
 
     /// Syncs the data and renames the temporary over the path.
     pub fn commit(mut self) -> std::io::Result<()> {
-        let file = self.file.take().expect("not yet committed");
-        let file = file.into_inner().map_err(|e| naming(&self.tmp, "write", e.into_error()))?;
-        file.sync_all().map_err(|e| naming(&self.tmp, "write", e))?;
-        drop(file);
+        // The file is closed (at the end of this block) before it is renamed.
+        {
+            let file = self.file.take().expect("not yet committed");
+            let file = file.into_inner().map_err(|e| naming(&self.tmp, "write", e.into_error()))?;
+            file.sync_all().map_err(|e| naming(&self.tmp, "write", e))?;
+        }
         std::fs::rename(&self.tmp, &self.path).map_err(|e| naming(&self.path, "write", e))
     }
 }
