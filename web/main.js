@@ -53,9 +53,41 @@ async function adapterName() {
   return [info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(" ");
 }
 
+// Images [n, C, H, W] in [0, 1] as a square grid on the canvas.
+function paintGrid(canvas, pixels, n, [c, h, w]) {
+  const cols = Math.ceil(Math.sqrt(n));
+  const rows = Math.ceil(n / cols);
+  const img = new ImageData(cols * (w + 1) + 1, rows * (h + 1) + 1);
+  img.data.fill(255);
+  for (let k = 0; k < n; k++) {
+    const [ox, oy] = [(k % cols) * (w + 1) + 1, Math.floor(k / cols) * (h + 1) + 1];
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const at = (v) => Math.round(255 * pixels[((k * c + v) * h + y) * w + x]);
+        const rgb = c >= 3 ? [at(0), at(1), at(2)] : [at(0), at(0), at(0)];
+        img.data.set([...rgb, 255], 4 * ((oy + y) * img.width + ox + x));
+      }
+    }
+  }
+  const tmp = new OffscreenCanvas(img.width, img.height);
+  tmp.getContext("2d").putImageData(img, 0, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const scale = Math.min(canvas.width / img.width, canvas.height / img.height);
+  ctx.drawImage(tmp, 0, 0, img.width * scale, img.height * scale);
+}
+
 async function load(bytes, name) {
   status(`loading ${name}…`);
   sampler = await open(new Uint8Array(bytes));
+  const image = sampler.kind() === "image";
+  $("density").parentElement.style.display = image ? "none" : "";
+  $("samples-caption").textContent = image ? "samples (a grid)" : "samples (histogram, [−4, 4]²)";
+  if (image) {
+    status(`${name}: ${sampler.describe()}\nadapter: ${(await adapterName()) || "unnamed"} — ${sampler.adapter()}`);
+    return sampler;
+  }
   const res = 100;
   const start = performance.now();
   const logp = await sampler.density(res, EXTENT);
@@ -66,10 +98,13 @@ async function load(bytes, name) {
 
 // Draws and shows samples; returns them (the browser test calls this through window.resflow).
 async function draw(n, seed, temperature) {
+  const image = sampler.kind() === "image";
+  if (image) n = Math.min(n, 64);
   const start = performance.now();
   const points = await sampler.draw(n, BigInt(seed), temperature);
   const ms = performance.now() - start;
-  paint($("samples"), histogram(points, 100), 100);
+  if (image) paintGrid($("samples"), points, n, Array.from(sampler.image_shape()));
+  else paint($("samples"), histogram(points, 100), 100);
   const lines = $("status").textContent.split("\n").filter((l) => !l.startsWith("drew "));
   const iterations = Array.from(sampler.iterations());
   status([...lines, `drew ${n} samples (seed ${seed}, temperature ${temperature}) in ${ms.toFixed(0)} ms; fixed-point iterations per block: ${iterations.join(", ")}`].join("\n"));
@@ -79,9 +114,11 @@ async function draw(n, seed, temperature) {
 async function main() {
   await init();
   if (!navigator.gpu) throw new Error("this browser has no WebGPU (navigator.gpu is missing)");
-  const shipped = await fetch("model.safetensors");
-  if (!shipped.ok) throw new Error(`cannot fetch model.safetensors: ${shipped.status}`);
-  await load(await shipped.arrayBuffer(), "model.safetensors");
+  // ?model=F opens another checkpoint served beside the page.
+  const model = new URLSearchParams(location.search).get("model") || "model.safetensors";
+  const shipped = await fetch(model);
+  if (!shipped.ok) throw new Error(`cannot fetch ${model}: ${shipped.status}`);
+  await load(await shipped.arrayBuffer(), model);
   $("draw").onclick = () => draw(+$("n").value, +$("seed").value, +$("temperature").value).catch((e) => status(String(e), true));
   $("file").onchange = async (ev) => {
     const file = ev.target.files[0];

@@ -30,6 +30,8 @@ WEB = pathlib.Path(__file__).resolve().parent
 N, SEED, TEMPERATURE, TOLERANCE = 2000, 7, 1.0, 1e-4
 # The density grid the page is asked for: RES × RES over [−EXTENT, EXTENT]², rows from the top.
 RES, EXTENT = 24, 4.0
+# Images the image model's check draws.
+IMAGES = 16
 
 
 def free_port():
@@ -125,6 +127,29 @@ def native_samples(sampler, checkpoint):
     return [float(v) for line in out.stdout.splitlines()[1:] for v in line.split(",")]
 
 
+def wait_ready(tools):
+    deadline = time.time() + 300
+    while True:
+        state = tools.evaluate("JSON.stringify(window.resflow || {})")
+        state = json.loads(state) if state else {}
+        if state.get("ready"):
+            return
+        if state.get("error"):
+            sys.exit(f"web test: the page failed: {state['error']}")
+        if time.time() > deadline:
+            sys.exit(f"web test: the page was not ready within 300 s: {tools.evaluate('document.body.innerText')}")
+        time.sleep(1)
+
+
+def make_image_checkpoint(sampler):
+    """A small 8×8-digits model trained a few steps by the training program beside `sampler`."""
+    out = pathlib.Path(tempfile.mkdtemp(prefix="resflow-web-image-"))
+    resflow = pathlib.Path(sampler).with_name("resflow")
+    subprocess.run([str(resflow), "train", "--dataset", "digits", "--iters", "3", "--blocks", "1", "--scales", "1",
+                    "--width", "8", "--batch", "16", "--out", str(out), "--quiet"], check=True, capture_output=True)
+    return out / "checkpoint.safetensors"
+
+
 def native_density(sampler, checkpoint):
     """log p on the page's grid, scored by the native program (the grid's points as the page's
     wasm computes them, in f32)."""
@@ -185,17 +210,7 @@ def main():
         tools.call("Runtime.enable")
         tools.call("Log.enable")
         tools.call("Page.navigate", url=page_url)
-        deadline = time.time() + 300
-        while True:
-            state = tools.evaluate("JSON.stringify(window.resflow || {})")
-            state = json.loads(state) if state else {}
-            if state.get("ready"):
-                break
-            if state.get("error"):
-                sys.exit(f"web test: the page failed: {state['error']}")
-            if time.time() > deadline:
-                sys.exit(f"web test: the page was not ready within 300 s: {tools.evaluate('document.body.innerText')}")
-            time.sleep(1)
+        wait_ready(tools)
         # The page as it opens: the shipped model's density and its first draw.
         if args.screenshot:
             shot = tools.call("Page.captureScreenshot", format="png")
@@ -203,6 +218,16 @@ def main():
             print(f"screenshot: {args.screenshot}")
         drawn = tools.evaluate(f"window.resflow.draw({N}, {SEED}, {TEMPERATURE})")
         density = tools.evaluate(f"window.resflow.sampler.density({RES}, {EXTENT}).then(Array.from)")
+        # An image model: the page draws a grid of it.
+        image_ck = make_image_checkpoint(args.sampler)
+        shutil.copy(image_ck, WEB / "dist" / "image-test.safetensors")
+        tools.call("Page.navigate", url=page_url + "?model=image-test.safetensors")
+        wait_ready(tools)
+        images = tools.evaluate(f"window.resflow.draw({IMAGES}, {SEED}, 1.0)")
+        if args.screenshot:
+            shot = tools.call("Page.captureScreenshot", format="png")
+            image_shot = pathlib.Path(args.screenshot).with_name(pathlib.Path(args.screenshot).stem + "_images.png")
+            image_shot.write_bytes(base64.b64decode(shot["data"]))
         page_text = tools.evaluate("document.getElementById('status').innerText")
         print(page_text)
         for line in tools.console:
@@ -228,6 +253,10 @@ def main():
           f"the page took {drawn['ms']:.0f} ms")
     if not worst <= TOLERANCE:
         sys.exit("web test: the page's samples differ from the native sampler's")
+    pixels, iterations = images["points"], images["iterations"]
+    print(f"image model: {IMAGES} images of 8×8 drawn in {images['ms']:.0f} ms, fixed-point iterations {iterations}")
+    if len(pixels) != IMAGES * 64 or not all(0.0 <= v <= 1.0 for v in pixels) or not iterations:
+        sys.exit("web test: the page's image samples are not 16 images of 8×8 pixels in [0, 1]")
     native_lp = native_density(args.sampler, WEB / "model.safetensors")
     worst_lp = max(abs(a - b) for a, b in zip(density, native_lp))
     print(f"log p on a {RES}×{RES} grid: largest |page − native| = {worst_lp:.2e}")

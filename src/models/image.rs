@@ -238,11 +238,16 @@ impl<T: TensorOps> MultiScaleFlow<T> {
 
     /// x = F⁻¹(parts), with the fixed-point iterations of every residual block.
     pub fn inverse(&self, store: &ParamStore<T>, parts: &[T]) -> Result<(T, Vec<usize>), InverseError> {
+        pollster::block_on(self.inverse_async(store, parts))
+    }
+
+    /// [`MultiScaleFlow::inverse`] as a future, for callers that cannot block on a readback.
+    pub async fn inverse_async(&self, store: &ParamStore<T>, parts: &[T]) -> Result<(T, Vec<usize>), InverseError> {
         let mut iters = Vec::new();
         let mut parts = parts.to_vec();
         let mut h = parts.pop().expect("the final latent part");
         if let Some(fc) = &self.fc {
-            let (x, n) = fc.inverse(store, &h)?;
+            let (x, n) = fc.inverse_async(store, &h).await?;
             iters.extend(n);
             h = x;
         }
@@ -254,7 +259,7 @@ impl<T: TensorOps> MultiScaleFlow<T> {
                 }
                 h = Squeeze.inverse(store, &h)?.0;
             }
-            let (x, n) = stage.inverse(store, &h)?;
+            let (x, n) = stage.inverse_async(store, &h).await?;
             iters.splice(0..0, n);
             h = x;
         }

@@ -1,23 +1,36 @@
-//! resflow's sampler in a web page: a checkpoint's toy model loaded on the browser's WebGPU
-//! adapter, its samples drawn through the fixed-point inverse and its density on a grid, each
-//! returned to JavaScript as a promise (a browser's readbacks complete on its event loop).
+//! resflow's sampler in a web page: a checkpoint's model loaded on the browser's WebGPU
+//! adapter, its samples drawn through the fixed-point inverse and, for toy models, its density
+//! on a grid, each returned to JavaScript as a promise (a browser's readbacks complete on its
+//! event loop).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Float32Array, Promise};
-use resflow::nn::ParamStore;
+use resflow::nn::{ParamStore, PowerIters};
+use resflow::train::image::ImageRun;
 use resflow::train::toy::ToyRun;
 use resflow::train::AnyRun;
-use resflow::Gpu;
-use resflow::Tensor;
+use resflow::{Gpu, Tensor};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
+
+/// Power iterations of an image model's evaluation weights here: natively they run to a
+/// tolerance, which needs a readback per iteration that a browser cannot wait for.
+const IMAGE_POWER_ITERS: usize = 200;
+/// Images one draw may ask for (they are shown as a grid).
+const MAX_IMAGES: usize = 256;
+
+/// The model of a checkpoint (each boxed: the two differ much in size).
+enum Model {
+    Toy(Box<ToyRun>),
+    Image(Box<ImageRun>),
+}
 
 /// A loaded model, its evaluation weights, and the device it runs on.
 #[wasm_bindgen]
 pub struct Sampler {
-    run: Rc<ToyRun>,
+    model: Rc<Model>,
     /// The EMA weights, power-iterated once at load (as `resflow-sample` does per run).
     store: Rc<ParamStore<Tensor>>,
     adapter: String,
@@ -35,15 +48,17 @@ pub async fn open(bytes: Vec<u8>) -> Result<Sampler, JsValue> {
     let gpu = Gpu::open_async(None).await.map_err(js_error)?;
     // Browsers often withhold the adapter's name from wgpu; the page asks navigator.gpu too.
     let adapter = format!("{} ({:?}, {:?})", gpu.info().name, gpu.info().device_type, gpu.info().backend);
-    match AnyRun::parse(&gpu, &bytes, "the checkpoint").map_err(js_error)? {
+    let (model, store) = match AnyRun::parse(&gpu, &bytes, "the checkpoint").map_err(js_error)? {
         AnyRun::Toy(run) => {
-            let store = Rc::new(run.eval_store());
-            Ok(Sampler { run: Rc::new(*run), store, adapter, iterations: Rc::default() })
+            let store = run.eval_store();
+            (Model::Toy(run), store)
         }
-        AnyRun::Image(_) => {
-            Err(js_error("this page draws toy (2-D) models; image models are sampled with resflow-sample"))
+        AnyRun::Image(run) => {
+            let store = run.eval_store_with(true, PowerIters::Fixed(IMAGE_POWER_ITERS));
+            (Model::Image(run), store)
         }
-    }
+    };
+    Ok(Sampler { model: Rc::new(model), store: Rc::new(store), adapter, iterations: Rc::default() })
 }
 
 #[wasm_bindgen]
@@ -53,52 +68,90 @@ impl Sampler {
         self.adapter.clone()
     }
 
+    /// `toy` or `image`.
+    pub fn kind(&self) -> String {
+        match *self.model {
+            Model::Toy(_) => "toy".into(),
+            Model::Image(_) => "image".into(),
+        }
+    }
+
+    /// An image model's [channels, height, width] (empty for toy models).
+    pub fn image_shape(&self) -> Vec<u32> {
+        match &*self.model {
+            Model::Toy(_) => Vec::new(),
+            Model::Image(run) => run.format.shape.iter().map(|&d| d as u32).collect(),
+        }
+    }
+
     /// The fixed-point iterations each residual block took in the last draw.
     pub fn iterations(&self) -> Vec<u32> {
         self.iterations.borrow().iter().map(|&n| n as u32).collect()
     }
 
-    /// What the model is: blocks, widths, dataset and training step.
+    /// What the model is: its shape and training step.
     pub fn describe(&self) -> String {
-        let c = &self.run.config;
-        let hidden: Vec<String> = c.hidden.iter().map(|h| h.to_string()).collect();
-        format!("{} blocks of 2-{}-2, step {}", c.blocks, hidden.join("-"), self.run.step())
+        match &*self.model {
+            Model::Toy(run) => {
+                let c = &run.config;
+                let hidden: Vec<String> = c.hidden.iter().map(|h| h.to_string()).collect();
+                format!("{} blocks of 2-{}-2, step {}", c.blocks, hidden.join("-"), run.step())
+            }
+            Model::Image(run) => {
+                let c = &run.config;
+                format!(
+                    "image flow on {:?} images, {} scales × {} blocks of width {}, step {}",
+                    run.format.shape,
+                    c.scales,
+                    c.blocks,
+                    c.width,
+                    run.step()
+                )
+            }
+        }
     }
 
-    /// `n` samples as a flat `x, y, x, y, …` Float32Array, drawn exactly as
-    /// `resflow-sample draw --n N --seed S` draws them.
+    /// `n` samples as a flat Float32Array: `x, y, x, y, …` for toy models, drawn exactly as
+    /// `resflow-sample draw --n N --seed S` draws them; [n, C, H, W] pixels in [0, 1] for image
+    /// models.
     pub fn draw(&self, n: usize, seed: u64, temperature: f32) -> Promise {
-        let (run, store, iterations) = (self.run.clone(), self.store.clone(), self.iterations.clone());
+        let (model, store, iterations) = (self.model.clone(), self.store.clone(), self.iterations.clone());
         future_to_promise(async move {
-            if n == 0 || n > 1 << 20 {
-                return Err(js_error(format!("n must be in 1..=1048576, got {n}")));
-            }
-            let mut out = Vec::with_capacity(2 * n);
-            resflow::models::toy::sample_chunks_async(
-                &run.gpu,
-                &run.flow,
-                &store,
-                n,
-                seed,
-                temperature,
-                run.chunk(),
-                |p| {
-                    out.extend_from_slice(p);
-                    Ok(())
-                },
-            )
-            .await
-            .map_err(js_error)
-            .map(|iters| *iterations.borrow_mut() = iters)?;
+            let mut out = Vec::new();
+            let sink = |p: &[f32]| {
+                out.extend_from_slice(p);
+                Ok(())
+            };
+            let iters = match &*model {
+                Model::Toy(run) => {
+                    if n == 0 || n > 1 << 20 {
+                        return Err(js_error(format!("n must be in 1..=1048576, got {n}")));
+                    }
+                    let (gpu, flow, chunk) = (&run.gpu, &run.flow, run.chunk());
+                    resflow::models::toy::sample_chunks_async(gpu, flow, &store, n, seed, temperature, chunk, sink)
+                        .await
+                        .map_err(js_error)?
+                }
+                Model::Image(run) => {
+                    if n == 0 || n > MAX_IMAGES {
+                        return Err(js_error(format!("an image model draws 1..={MAX_IMAGES} images, got {n}")));
+                    }
+                    run.sample_chunks_async(&store, n, seed, temperature, sink).await.map_err(js_error)?
+                }
+            };
+            *iterations.borrow_mut() = iters;
             Ok(Float32Array::from(out.as_slice()).into())
         })
     }
 
     /// log p on a `res` × `res` grid over [−extent, extent]², rows from the top (y = extent)
-    /// down, as a Float32Array.
+    /// down, as a Float32Array (toy models).
     pub fn density(&self, res: usize, extent: f32) -> Promise {
-        let (run, store) = (self.run.clone(), self.store.clone());
+        let (model, store) = (self.model.clone(), self.store.clone());
         future_to_promise(async move {
+            let Model::Toy(run) = &*model else {
+                return Err(js_error("a density grid is drawn for toy (2-D) models"));
+            };
             if !(2..=512).contains(&res) {
                 return Err(js_error(format!("res must be in 2..=512, got {res}")));
             }

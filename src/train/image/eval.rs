@@ -30,8 +30,14 @@ pub struct Evaluation {
 impl ImageRun {
     /// The EMA weights (or the raw ones), power-iterated to convergence for evaluation.
     pub fn eval_store(&self, ema: bool) -> ParamStore<Tensor> {
+        self.eval_store_with(ema, PowerIters::Tolerance { atol: 1e-4, rtol: 1e-4, max: 500 })
+    }
+
+    /// [`ImageRun::eval_store`] with other power iterations (a browser, which cannot read the
+    /// convergence back while it waits, runs a fixed number).
+    pub fn eval_store_with(&self, ema: bool, iters: PowerIters) -> ParamStore<Tensor> {
         let mut s = if ema { self.ema.apply_to(&self.store) } else { self.store.clone() };
-        self.model.power_iterate(&mut s, PowerIters::Tolerance { atol: 1e-4, rtol: 1e-4, max: 500 });
+        self.model.power_iterate(&mut s, iters);
         s
     }
 
@@ -166,6 +172,18 @@ impl ImageRun {
         n: usize,
         seed: u64,
         temperature: f32,
+        sink: impl FnMut(&[f32]) -> Result<(), String>,
+    ) -> Result<Vec<usize>, TrainError> {
+        pollster::block_on(self.sample_chunks_async(store, n, seed, temperature, sink))
+    }
+
+    /// [`ImageRun::sample_chunks`] as a future, for callers that cannot block on a readback.
+    pub async fn sample_chunks_async(
+        &self,
+        store: &ParamStore<Tensor>,
+        n: usize,
+        seed: u64,
+        temperature: f32,
         mut sink: impl FnMut(&[f32]) -> Result<(), String>,
     ) -> Result<Vec<usize>, TrainError> {
         let latents = self.model.latent_shapes();
@@ -183,8 +201,8 @@ impl ImageRun {
                     Tensor::random(&self.gpu, &shape, Dist::Normal { mean: 0.0, std: temperature }, seed, stream)
                 })
                 .collect();
-            let (x, iters) = self.model.inverse(store, &parts)?;
-            let x = x.to_vec();
+            let (x, iters) = self.model.inverse_async(store, &parts).await?;
+            let x = x.to_vec_async().await;
             if let Some(i) = x.iter().position(|v| !v.is_finite()) {
                 return Err(TrainError(format!(
                     "sampled image {} holds {}: the model produces non-finite samples (are its weights finite?)",
