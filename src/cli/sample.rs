@@ -63,7 +63,7 @@ fn image_grid(run: &ImageRun, args: &SampleArgs) -> Result {
     if !(1..=MAX_GRID_SAMPLES).contains(&n) {
         return Err(format!("--n must be in 1..={MAX_GRID_SAMPLES} for an image grid, got {n}").into());
     }
-    let iters = run.sample_grid(&run.eval_store(!args.raw), n, args.seed, out)?;
+    let iters = run.sample_grid(&run.eval_store(!args.raw), n, args.seed, 1.0, out)?;
     let mean = iters.iter().sum::<usize>() as f64 / iters.len().max(1) as f64;
     eprintln!(
         "wrote a grid of {n} samples to {} (fixed-point iterations per block: {iters:?}, mean {mean:.1})",

@@ -237,14 +237,8 @@ pub fn load_images(path: &Path, shape: [usize; 3], levels: usize) -> Result<Imag
             if (color, ih, iw) != (c, h, w) {
                 return Err(mismatch(&[color, ih, iw]));
             }
-            // Interleaved HWC (alpha dropped) to planar CHW.
-            let mut out = vec![0u8; c * h * w];
-            for (p, px) in buf[..info.buffer_size()].chunks_exact(channels).enumerate() {
-                for ch in 0..c {
-                    out[ch * h * w + p] = px[ch];
-                }
-            }
-            (out, 255)
+            // Alpha (and a grey image's second channel) is dropped.
+            (planar(&buf[..info.buffer_size()], channels, c, h * w), 255)
         }
         "npy" => {
             let a = super::npy::read_npy(path)?;
@@ -281,17 +275,8 @@ pub fn load_images(path: &Path, shape: [usize; 3], levels: usize) -> Result<Imag
             if [ic, ih, iw] != shape {
                 return Err(mismatch(&[ic, ih, iw]));
             }
-            // IDX stores channels last: to planar CHW per image.
-            let d = c * h * w;
-            let mut out = vec![0u8; n * d];
-            for (i, img) in a.data.chunks_exact(d).enumerate() {
-                for (p, px) in img.chunks_exact(c).enumerate() {
-                    for ch in 0..c {
-                        out[i * d + ch * h * w + p] = px[ch];
-                    }
-                }
-            }
-            (out, 255)
+            // IDX stores channels last.
+            (planar(&a.data[..n * c * h * w], c, c, h * w), 255)
         }
     };
     let n = pixels.len() / (c * h * w);
@@ -305,4 +290,18 @@ pub fn load_images(path: &Path, shape: [usize; 3], levels: usize) -> Result<Imag
         pixels.iter().map(|&v| ((v as usize * (levels - 1) + top / 2) / top) as u8).collect()
     };
     Ok(ImageSet { name: what, pixels, labels: vec![0; n], channels: c, height: h, width: w, levels, classes: 0 })
+}
+
+/// Images stored pixel by pixel (`stride` values a pixel, the first `channels` kept) as
+/// channel planes, [channels, pixels] per image.
+fn planar(interleaved: &[u8], stride: usize, channels: usize, pixels: usize) -> Vec<u8> {
+    let images = interleaved.len() / (stride * pixels);
+    let mut out = vec![0u8; images * channels * pixels];
+    for (p, px) in interleaved.chunks_exact(stride).enumerate() {
+        let (image, at) = (p / pixels, p % pixels);
+        for (ch, &v) in px[..channels].iter().enumerate() {
+            out[(image * channels + ch) * pixels + at] = v;
+        }
+    }
+    out
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use resflow::data::npy;
 use resflow::models::toy;
 use resflow::train::image::{ImageRun, MAX_GRID_SAMPLES};
-use resflow::train::plot::{Histogram, Image};
+use resflow::train::plot::Histogram;
 use resflow::train::toy::ToyRun;
 use resflow::train::AnyRun;
 use resflow::Gpu;
@@ -104,11 +104,7 @@ fn draw_images(run: &ImageRun, args: &DrawArgs) -> Result {
         if args.n > MAX_GRID_SAMPLES {
             return Err(format!("--n must be at most {MAX_GRID_SAMPLES} for a PNG grid; draw more into an .npy").into());
         }
-        let (x, iters) = run.sample(&store, args.n, args.seed, args.temperature)?;
-        let shape = run.format.shape;
-        let cols = (args.n as f64).sqrt().ceil() as usize;
-        Image::grid(&x, shape, cols, (96 / shape[1]).max(1)).save_png(&args.out)?;
-        iters
+        run.sample_grid(&store, args.n, args.seed, args.temperature, &args.out)?
     } else {
         let mut out = Output::create(&args.out)?;
         let mut header = vec![args.n];

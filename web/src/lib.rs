@@ -8,8 +8,6 @@ use std::rc::Rc;
 
 use js_sys::{Float32Array, Promise};
 use resflow::nn::{ParamStore, PowerIters};
-use resflow::train::image::ImageRun;
-use resflow::train::toy::ToyRun;
 use resflow::train::AnyRun;
 use resflow::{Gpu, Tensor};
 use wasm_bindgen::prelude::*;
@@ -21,16 +19,10 @@ const IMAGE_POWER_ITERS: usize = 200;
 /// Images one draw may ask for (they are shown as a grid).
 const MAX_IMAGES: usize = 256;
 
-/// The model of a checkpoint (each boxed: the two differ much in size).
-enum Model {
-    Toy(Box<ToyRun>),
-    Image(Box<ImageRun>),
-}
-
 /// A loaded model, its evaluation weights, and the device it runs on.
 #[wasm_bindgen]
 pub struct Sampler {
-    model: Rc<Model>,
+    model: Rc<AnyRun>,
     /// The EMA weights, power-iterated once at load (as `resflow-sample` does per run).
     store: Rc<ParamStore<Tensor>>,
     adapter: String,
@@ -48,15 +40,10 @@ pub async fn open(bytes: Vec<u8>) -> Result<Sampler, JsValue> {
     let gpu = Gpu::open_async(None).await.map_err(js_error)?;
     // Browsers often withhold the adapter's name from wgpu; the page asks navigator.gpu too.
     let adapter = format!("{} ({:?}, {:?})", gpu.info().name, gpu.info().device_type, gpu.info().backend);
-    let (model, store) = match AnyRun::parse(&gpu, &bytes, "the checkpoint").map_err(js_error)? {
-        AnyRun::Toy(run) => {
-            let store = run.eval_store();
-            (Model::Toy(run), store)
-        }
-        AnyRun::Image(run) => {
-            let store = run.eval_store_with(true, PowerIters::Fixed(IMAGE_POWER_ITERS));
-            (Model::Image(run), store)
-        }
+    let model = AnyRun::parse(&gpu, &bytes, "the checkpoint").map_err(js_error)?;
+    let store = match &model {
+        AnyRun::Toy(run) => run.eval_store(),
+        AnyRun::Image(run) => run.eval_store_with(true, PowerIters::Fixed(IMAGE_POWER_ITERS)),
     };
     Ok(Sampler { model: Rc::new(model), store: Rc::new(store), adapter, iterations: Rc::default() })
 }
@@ -71,16 +58,16 @@ impl Sampler {
     /// `toy` or `image`.
     pub fn kind(&self) -> String {
         match *self.model {
-            Model::Toy(_) => "toy".into(),
-            Model::Image(_) => "image".into(),
+            AnyRun::Toy(_) => "toy".into(),
+            AnyRun::Image(_) => "image".into(),
         }
     }
 
     /// An image model's [channels, height, width] (empty for toy models).
     pub fn image_shape(&self) -> Vec<u32> {
         match &*self.model {
-            Model::Toy(_) => Vec::new(),
-            Model::Image(run) => run.format.shape.iter().map(|&d| d as u32).collect(),
+            AnyRun::Toy(_) => Vec::new(),
+            AnyRun::Image(run) => run.format.shape.iter().map(|&d| d as u32).collect(),
         }
     }
 
@@ -92,12 +79,12 @@ impl Sampler {
     /// What the model is: its shape and training step.
     pub fn describe(&self) -> String {
         match &*self.model {
-            Model::Toy(run) => {
+            AnyRun::Toy(run) => {
                 let c = &run.config;
                 let hidden: Vec<String> = c.hidden.iter().map(|h| h.to_string()).collect();
                 format!("{} blocks of 2-{}-2, step {}", c.blocks, hidden.join("-"), run.step())
             }
-            Model::Image(run) => {
+            AnyRun::Image(run) => {
                 let c = &run.config;
                 format!(
                     "image flow on {:?} images, {} scales × {} blocks of width {}, step {}",
@@ -123,7 +110,7 @@ impl Sampler {
                 Ok(())
             };
             let iters = match &*model {
-                Model::Toy(run) => {
+                AnyRun::Toy(run) => {
                     if n == 0 || n > 1 << 20 {
                         return Err(js_error(format!("n must be in 1..=1048576, got {n}")));
                     }
@@ -132,7 +119,7 @@ impl Sampler {
                         .await
                         .map_err(js_error)?
                 }
-                Model::Image(run) => {
+                AnyRun::Image(run) => {
                     if n == 0 || n > MAX_IMAGES {
                         return Err(js_error(format!("an image model draws 1..={MAX_IMAGES} images, got {n}")));
                     }
@@ -149,7 +136,7 @@ impl Sampler {
     pub fn density(&self, res: usize, extent: f32) -> Promise {
         let (model, store) = (self.model.clone(), self.store.clone());
         future_to_promise(async move {
-            let Model::Toy(run) = &*model else {
+            let AnyRun::Toy(run) = &*model else {
                 return Err(js_error("a density grid is drawn for toy (2-D) models"));
             };
             if !(2..=512).contains(&res) {

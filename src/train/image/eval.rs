@@ -219,15 +219,16 @@ impl ImageRun {
         Ok(most)
     }
 
-    /// A PNG grid of `n` samples; returns the iterations per residual block.
+    /// A PNG grid of `n` samples at `temperature`; returns the iterations per residual block.
     pub fn sample_grid(
         &self,
         store: &ParamStore<Tensor>,
         n: usize,
         seed: u64,
+        temperature: f32,
         path: &Path,
     ) -> Result<Vec<usize>, TrainError> {
-        let (x, iters) = self.sample(store, n, seed, 1.0)?;
+        let (x, iters) = self.sample(store, n, seed, temperature)?;
         let cols = (n as f64).sqrt().ceil() as usize;
         let scale = (96 / self.format.shape[1]).max(1);
         Image::grid(&x, self.format.shape, cols, scale).save_png(path).map_err(|e| TrainError(e.to_string()))?;

@@ -120,7 +120,7 @@ impl Run for ImageRun {
     }
     fn pictures(&self, eval: &Evaluations, out: &Path) -> Result<Vec<String>, TrainError> {
         let c = &self.config;
-        let iters = self.sample_grid(&eval.ema_store, c.samples, c.seed ^ 0x5A, &out.join("samples.png"))?;
+        let iters = self.sample_grid(&eval.ema_store, c.samples, c.seed ^ 0x5A, 1.0, &out.join("samples.png"))?;
         let curve: Vec<(f64, f64)> = self.log.iter().map(|r| (r.step as f64, r.train_bpd)).collect();
         let test: Vec<(f64, f64)> = self.log.iter().filter_map(|r| r.ema.map(|e| (r.step as f64, e.bpd))).collect();
         let path = out.join("loss.png");
